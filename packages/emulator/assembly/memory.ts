@@ -1,0 +1,445 @@
+// Guest memory: paging, the software TLB, dirty-page tracking, and the linear and
+// segmented access functions every instruction uses.
+//
+// A TLB entry is one u32 per linear page: the physical page base in bits 12-31 and the
+// TLB_* flags below. The fast paths test (entry & mask) == TLB_VALID with a mask that
+// already folds in the current privilege, so a RAM access that hits costs a load, an
+// and, a compare and the access itself, and never leaves WASM.
+//
+// Exceptions leave through host_raise(): the host throws, unwinding the WASM stack back
+// to its run loop (like QEMU's siglongjmp out of TCG code), then calls deliver_fault().
+// So an instruction must not commit architectural state before its last possible fault.
+
+import {
+  CPU_STATE, TLB, DIRTY_MAP, DIRTY_LIST, DIRTY_COUNT, TLB_VALID, TLB_VALID_MAX, TLB_VALID_COUNT,
+  RAM, RAM_SIZE, A20_MASK, REG_CR0, REG_CR2, REG_CR3, REG_CR4, FAULT_VECTOR, FAULT_ERROR,
+  FAULT_HAS_ERROR, TLB_ENTRIES,
+} from './layout';
+import {
+  cpl, seg_base, seg_limit, seg_attr, CR0_PG, CR0_WP, CR4_PSE, SS, ATTR_DC, ATTR_CODE,
+  ATTR_DB,
+} from './state';
+
+@external("host", "raise")
+declare function host_raise(): void;
+@external("host", "mmio_read")
+declare function host_mmio_read(addr: u32, size: u32): u32;
+@external("host", "mmio_write")
+declare function host_mmio_write(addr: u32, size: u32, value: u32): void;
+
+export const TLB_VALID_BIT: u32 = 1 << 0;
+export const TLB_NO_USER: u32 = 1 << 1;
+export const TLB_NO_WRITE_USER: u32 = 1 << 2;
+export const TLB_NO_WRITE_KERNEL: u32 = 1 << 3;
+/** Writes take the slow path: the PTE's D bit or this epoch's dirty mark is still to be set. */
+export const TLB_NOT_DIRTY: u32 = 1 << 4;
+export const TLB_MMIO: u32 = 1 << 5;
+
+// Computed segment access rights kept in SEG_ATTR beside the descriptor bits.
+export const ATTR_READ_OK: u32 = 1 << 17;
+export const ATTR_WRITE_OK: u32 = 1 << 18;
+
+// Exception vectors.
+export const EXC_DE: u32 = 0;
+export const EXC_DB: u32 = 1;
+export const EXC_NMI: u32 = 2;
+export const EXC_BP: u32 = 3;
+export const EXC_OF: u32 = 4;
+export const EXC_BR: u32 = 5;
+export const EXC_UD: u32 = 6;
+export const EXC_NM: u32 = 7;
+export const EXC_DF: u32 = 8;
+export const EXC_TS: u32 = 10;
+export const EXC_NP: u32 = 11;
+export const EXC_SS: u32 = 12;
+export const EXC_GP: u32 = 13;
+export const EXC_PF: u32 = 14;
+export const EXC_MF: u32 = 16;
+export const EXC_AC: u32 = 17;
+
+// Masks for the fast paths, recomputed when CPL or paging state changes.
+let tlb_read_mask: u32 = TLB_VALID_BIT | TLB_MMIO;
+let tlb_write_mask: u32 = TLB_VALID_BIT | TLB_MMIO | TLB_NOT_DIRTY | TLB_NO_WRITE_KERNEL;
+
+export function update_access_masks(): void {
+  if (cpl() == 3) {
+    tlb_read_mask = TLB_VALID_BIT | TLB_MMIO | TLB_NO_USER;
+    tlb_write_mask = TLB_VALID_BIT | TLB_MMIO | TLB_NOT_DIRTY | TLB_NO_USER | TLB_NO_WRITE_USER;
+  } else {
+    tlb_read_mask = TLB_VALID_BIT | TLB_MMIO;
+    tlb_write_mask = TLB_VALID_BIT | TLB_MMIO | TLB_NOT_DIRTY | TLB_NO_WRITE_KERNEL;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raising exceptions.
+
+export function raise(vector: u32, hasError: bool, error: u32): void {
+  store<u32>(CPU_STATE + FAULT_VECTOR, vector);
+  store<u32>(CPU_STATE + FAULT_ERROR, error);
+  store<u32>(CPU_STATE + FAULT_HAS_ERROR, hasError ? 1 : 0);
+  host_raise();
+  unreachable();
+}
+export function gp(error: u32): void { raise(EXC_GP, true, error); }
+export function ud(): void { raise(EXC_UD, false, 0); }
+export function ss_fault(error: u32): void { raise(EXC_SS, true, error); }
+
+// ---------------------------------------------------------------------------------------
+// Dirty pages: a byte per physical page plus the list of pages in first-write order, so
+// collecting an epoch's pages costs what was dirtied, not the size of RAM.
+
+@inline function ram_size(): u32 { return load<u32>(CPU_STATE + RAM_SIZE); }
+
+export function mark_dirty(ppage: u32): void {
+  if (load<u8>(DIRTY_MAP + ppage) == 0) {
+    store<u8>(DIRTY_MAP + ppage, 1);
+    const n = load<u32>(CPU_STATE + DIRTY_COUNT);
+    store<u32>(DIRTY_LIST + (n << 2), ppage);
+    store<u32>(CPU_STATE + DIRTY_COUNT, n + 1);
+  }
+}
+
+/** Host DMA into RAM: mark every page of [addr, addr+len) dirty. */
+export function mark_dirty_range(addr: u32, len: u32): void {
+  if (len == 0) return;
+  const last = (addr + len - 1) >>> 12;
+  const limit = ram_size() >>> 12;
+  for (let p = addr >>> 12; p <= last && p < limit; p++) mark_dirty(p);
+}
+
+/**
+ * Start a new epoch: forget the dirty list and make every cached writable mapping take
+ * the slow path once more, so the next write to any page is recorded again.
+ */
+export function dirty_reset(): void {
+  const n = load<u32>(CPU_STATE + DIRTY_COUNT);
+  for (let i: u32 = 0; i < n; i++) store<u8>(DIRTY_MAP + load<u32>(DIRTY_LIST + (i << 2)), 0);
+  store<u32>(CPU_STATE + DIRTY_COUNT, 0);
+  const v = load<u32>(CPU_STATE + TLB_VALID_COUNT);
+  if (v > TLB_VALID_MAX) {
+    for (let i: u32 = 0; i < TLB_ENTRIES; i++) {
+      const a = TLB + (i << 2);
+      const e = load<u32>(a);
+      if (e != 0) store<u32>(a, e | TLB_NOT_DIRTY);
+    }
+  } else {
+    for (let i: u32 = 0; i < v; i++) {
+      const a = TLB + (load<u32>(TLB_VALID + (i << 2)) << 2);
+      const e = load<u32>(a);
+      if (e != 0) store<u32>(a, e | TLB_NOT_DIRTY);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// TLB.
+
+export function tlb_flush(): void {
+  const v = load<u32>(CPU_STATE + TLB_VALID_COUNT);
+  if (v > TLB_VALID_MAX) {
+    memory.fill(TLB, 0, TLB_ENTRIES << 2);
+  } else {
+    for (let i: u32 = 0; i < v; i++) store<u32>(TLB + (load<u32>(TLB_VALID + (i << 2)) << 2), 0);
+  }
+  store<u32>(CPU_STATE + TLB_VALID_COUNT, 0);
+  fetch_invalidate();
+}
+
+export function tlb_flush_page(lin: u32): void {
+  store<u32>(TLB + ((lin >>> 12) << 2), 0);
+  fetch_invalidate();
+}
+
+function tlb_set(page: u32, entry: u32): void {
+  const a = TLB + (page << 2);
+  if (load<u32>(a) == 0) {
+    const v = load<u32>(CPU_STATE + TLB_VALID_COUNT);
+    if (v < TLB_VALID_MAX) store<u32>(TLB_VALID + (v << 2), page);
+    store<u32>(CPU_STATE + TLB_VALID_COUNT, v + 1);
+  }
+  store<u32>(a, entry);
+}
+
+@inline function a20(p: u32): u32 { return p & load<u32>(CPU_STATE + A20_MASK); }
+
+function page_fault(lin: u32, error: u32): void {
+  store<u32>(CPU_STATE + REG_CR2, lin);
+  raise(EXC_PF, true, error);
+}
+
+/**
+ * Walk the page tables for `lin` (SDM Vol. 3, 4.3), set accessed/dirty bits, fill the TLB
+ * and return the physical address. `user` is the privilege of the access (CPL 3 and not an
+ * implicit supervisor access such as a descriptor table read).
+ */
+export function translate(lin: u32, write: bool, user: bool): u32 {
+  const cr0 = load<u32>(CPU_STATE + REG_CR0);
+  const page = lin >>> 12;
+  let phys: u32;
+  let flags: u32 = TLB_VALID_BIT;
+  if ((cr0 & CR0_PG) == 0) {
+    phys = a20(lin & 0xfffff000);
+  } else {
+    const cr3 = load<u32>(CPU_STATE + REG_CR3);
+    const pdeAddr = a20((cr3 & 0xfffff000) + ((lin >>> 22) << 2));
+    let pde = phys_read32(pdeAddr);
+    const errUser: u32 = user ? 4 : 0;
+    const errWrite: u32 = write ? 2 : 0;
+    if ((pde & 1) == 0) page_fault(lin, errUser | errWrite);
+    const wp = (cr0 & CR0_WP) != 0;
+    if ((pde & 0x80) != 0 && (load<u32>(CPU_STATE + REG_CR4) & CR4_PSE) != 0) {
+      // A 4 MiB page: the PDE is the leaf.
+      const isUser = (pde & 4) != 0;
+      const isWritable = (pde & 2) != 0;
+      if (user && !isUser) page_fault(lin, 1 | errUser | errWrite);
+      if (write && !isWritable && (user || wp)) page_fault(lin, 1 | errUser | errWrite);
+      const newPde = pde | 0x20 | (write ? 0x40 : 0);
+      if (newPde != pde) { phys_write32(pdeAddr, newPde); pde = newPde; }
+      phys = a20((pde & 0xffc00000) | (lin & 0x3ff000));
+      if (!isUser) flags |= TLB_NO_USER;
+      if (!isWritable) { flags |= TLB_NO_WRITE_USER; if (wp) flags |= TLB_NO_WRITE_KERNEL; }
+      if ((pde & 0x40) == 0) flags |= TLB_NOT_DIRTY;
+    } else {
+      const pteAddr = a20((pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2));
+      let pte = phys_read32(pteAddr);
+      if ((pte & 1) == 0) page_fault(lin, errUser | errWrite);
+      const isUser = (pde & pte & 4) != 0;
+      const isWritable = (pde & pte & 2) != 0;
+      if (user && !isUser) page_fault(lin, 1 | errUser | errWrite);
+      if (write && !isWritable && (user || wp)) page_fault(lin, 1 | errUser | errWrite);
+      if ((pde & 0x20) == 0) phys_write32(pdeAddr, pde | 0x20);
+      const newPte = pte | 0x20 | (write ? 0x40 : 0);
+      if (newPte != pte) { phys_write32(pteAddr, newPte); pte = newPte; }
+      phys = a20(pte & 0xfffff000);
+      if (!isUser) flags |= TLB_NO_USER;
+      if (!isWritable) { flags |= TLB_NO_WRITE_USER; if (wp) flags |= TLB_NO_WRITE_KERNEL; }
+      if ((pte & 0x40) == 0) flags |= TLB_NOT_DIRTY;
+    }
+  }
+  const ppage = phys >>> 12;
+  if (phys >= ram_size()) {
+    flags |= TLB_MMIO;
+  } else if (write) {
+    mark_dirty(ppage);
+  } else if (load<u8>(DIRTY_MAP + ppage) == 0) {
+    flags |= TLB_NOT_DIRTY;
+  }
+  tlb_set(page, phys | flags);
+  return phys | (lin & 0xfff);
+}
+
+// ---------------------------------------------------------------------------------------
+// Physical access (page walks, DMA-like core paths). Marks dirty on write.
+
+export function phys_read8(p: u32): u32 {
+  if (p < ram_size()) return load<u8>(RAM + p);
+  return host_mmio_read(p, 1) & 0xff;
+}
+export function phys_read16(p: u32): u32 {
+  if (p <= ram_size() - 2) return load<u16>(RAM + p);
+  return phys_read8(p) | (phys_read8(p + 1) << 8);
+}
+export function phys_read32(p: u32): u32 {
+  if (p <= ram_size() - 4) return load<u32>(RAM + p);
+  if ((p & 3) == 0 && p >= ram_size()) return host_mmio_read(p, 4);
+  return phys_read16(p) | (phys_read16(p + 2) << 16);
+}
+export function phys_write8(p: u32, v: u32): void {
+  if (p < ram_size()) { mark_dirty(p >>> 12); store<u8>(RAM + p, <u8>v); return; }
+  host_mmio_write(p, 1, v & 0xff);
+}
+export function phys_write16(p: u32, v: u32): void {
+  if (p <= ram_size() - 2) {
+    mark_dirty(p >>> 12); mark_dirty((p + 1) >>> 12);
+    store<u16>(RAM + p, <u16>v);
+    return;
+  }
+  phys_write8(p, v); phys_write8(p + 1, v >>> 8);
+}
+export function phys_write32(p: u32, v: u32): void {
+  if (p <= ram_size() - 4) {
+    mark_dirty(p >>> 12); mark_dirty((p + 3) >>> 12);
+    store<u32>(RAM + p, v);
+    return;
+  }
+  if ((p & 3) == 0 && p >= ram_size()) { host_mmio_write(p, 4, v); return; }
+  phys_write16(p, v); phys_write16(p + 2, v >>> 16);
+}
+
+// ---------------------------------------------------------------------------------------
+// Linear access with the current privilege. The *_sys variants are implicit supervisor
+// accesses (descriptor tables, TSS, IDT), which ignore CPL (SDM Vol. 3, 4.6.1).
+
+@inline function user_access(): bool { return cpl() == 3; }
+
+export function read8(lin: u32): u32 {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & tlb_read_mask) == TLB_VALID_BIT) return load<u8>(RAM + (e & 0xfffff000) + (lin & 0xfff));
+  return phys_read8(translate(lin, false, user_access()));
+}
+export function read16(lin: u32): u32 {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & tlb_read_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffe) {
+    return load<u16>(RAM + (e & 0xfffff000) + (lin & 0xfff));
+  }
+  return read16_slow(lin, user_access());
+}
+export function read32(lin: u32): u32 {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & tlb_read_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffc) {
+    return load<u32>(RAM + (e & 0xfffff000) + (lin & 0xfff));
+  }
+  return read32_slow(lin, user_access());
+}
+
+function read16_slow(lin: u32, user: bool): u32 {
+  if ((lin & 0xfff) == 0xfff) {
+    const p0 = translate(lin, false, user);
+    const p1 = translate(lin + 1, false, user);
+    return phys_read8(p0) | (phys_read8(p1) << 8);
+  }
+  return phys_read16(translate(lin, false, user));
+}
+function read32_slow(lin: u32, user: bool): u32 {
+  if ((lin & 0xfff) > 0xffc) {
+    const p0 = translate(lin, false, user);
+    const p1 = translate((lin + 3) & 0xfffff000, false, user);
+    let v: u32 = 0;
+    for (let i: u32 = 0; i < 4; i++) {
+      const l = lin + i;
+      const p = (l & 0xfff) >= (lin & 0xfff) ? p0 + i : p1 + (l & 0xfff);
+      v |= phys_read8(p) << (i << 3);
+    }
+    return v;
+  }
+  return phys_read32(translate(lin, false, user));
+}
+
+export function write8(lin: u32, v: u32): void {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & tlb_write_mask) == TLB_VALID_BIT) { store<u8>(RAM + (e & 0xfffff000) + (lin & 0xfff), <u8>v); return; }
+  phys_write8(translate(lin, true, user_access()), v);
+}
+export function write16(lin: u32, v: u32): void {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & tlb_write_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffe) {
+    store<u16>(RAM + (e & 0xfffff000) + (lin & 0xfff), <u16>v);
+    return;
+  }
+  write16_slow(lin, v, user_access());
+}
+export function write32(lin: u32, v: u32): void {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & tlb_write_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffc) {
+    store<u32>(RAM + (e & 0xfffff000) + (lin & 0xfff), v);
+    return;
+  }
+  write32_slow(lin, v, user_access());
+}
+
+function write16_slow(lin: u32, v: u32, user: bool): void {
+  if ((lin & 0xfff) == 0xfff) {
+    // Translate both pages before writing either, so a fault leaves memory untouched.
+    const p0 = translate(lin, true, user);
+    const p1 = translate(lin + 1, true, user);
+    phys_write8(p0, v);
+    phys_write8(p1, v >>> 8);
+    return;
+  }
+  phys_write16(translate(lin, true, user), v);
+}
+function write32_slow(lin: u32, v: u32, user: bool): void {
+  if ((lin & 0xfff) > 0xffc) {
+    const p0 = translate(lin, true, user);
+    const p1 = translate((lin + 3) & 0xfffff000, true, user);
+    for (let i: u32 = 0; i < 4; i++) {
+      const l = lin + i;
+      const p = (l & 0xfff) >= (lin & 0xfff) ? p0 + i : p1 + (l & 0xfff);
+      phys_write8(p, v >>> (i << 3));
+    }
+    return;
+  }
+  phys_write32(translate(lin, true, user), v);
+}
+
+/** Make sure [lin, lin+len) can be written with the current privilege (faults if not). */
+export function check_write_lin(lin: u32, len: u32): void {
+  const user = user_access();
+  const last = lin + len - 1;
+  translate(lin, true, user);
+  if ((last ^ lin) >>> 12) translate(last, true, user);
+}
+export function check_read_lin(lin: u32, len: u32): void {
+  const user = user_access();
+  const last = lin + len - 1;
+  translate(lin, false, user);
+  if ((last ^ lin) >>> 12) translate(last, false, user);
+}
+
+export function read8_sys(lin: u32): u32 { return phys_read8(translate(lin, false, false)); }
+export function read16_sys(lin: u32): u32 { return read16_slow(lin, false); }
+export function read32_sys(lin: u32): u32 { return read32_slow(lin, false); }
+export function write8_sys(lin: u32, v: u32): void { phys_write8(translate(lin, true, false), v); }
+export function write16_sys(lin: u32, v: u32): void { write16_slow(lin, v, false); }
+export function write32_sys(lin: u32, v: u32): void { write32_slow(lin, v, false); }
+
+// ---------------------------------------------------------------------------------------
+// Segmented (virtual) access: limit and rights checks (SDM Vol. 3, 5.3), then linear.
+
+/** Fault for a segment check on `seg`: #SS for the stack segment, #GP otherwise. */
+@inline function seg_fault(seg: i32): void {
+  if (seg == SS) ss_fault(0); else gp(0);
+}
+
+/** Check `len` bytes at `off` in `seg` for `need` (ATTR_READ_OK or ATTR_WRITE_OK); return the linear address. */
+export function seg_check(seg: i32, off: u32, len: u32, need: u32): u32 {
+  const attr = seg_attr(seg);
+  if ((attr & need) == 0) seg_fault(seg);
+  const limit = seg_limit(seg);
+  const last = off + len - 1;
+  if ((attr & (ATTR_DC | ATTR_CODE)) == ATTR_DC) {
+    // Expand-down: valid offsets are limit+1 .. 0xFFFF or 0xFFFFFFFF (SDM Vol. 3, 5.3).
+    const upper: u32 = (attr & ATTR_DB) ? 0xffffffff : 0xffff;
+    if (off <= limit || last > upper || last < off) seg_fault(seg);
+  } else {
+    if (last > limit || last < off) seg_fault(seg);
+  }
+  return seg_base(seg) + off;
+}
+
+export function vread8(seg: i32, off: u32): u32 { return read8(seg_check(seg, off, 1, ATTR_READ_OK)); }
+export function vread16(seg: i32, off: u32): u32 { return read16(seg_check(seg, off, 2, ATTR_READ_OK)); }
+export function vread32(seg: i32, off: u32): u32 { return read32(seg_check(seg, off, 4, ATTR_READ_OK)); }
+export function vwrite8(seg: i32, off: u32, v: u32): void { write8(seg_check(seg, off, 1, ATTR_WRITE_OK), v); }
+export function vwrite16(seg: i32, off: u32, v: u32): void { write16(seg_check(seg, off, 2, ATTR_WRITE_OK), v); }
+export function vwrite32(seg: i32, off: u32, v: u32): void { write32(seg_check(seg, off, 4, ATTR_WRITE_OK), v); }
+
+/** Pre-check a multi-part store (FNSAVE, far pointers): segment limit and paging. */
+export function vcheck_write(seg: i32, off: u32, len: u32): void {
+  check_write_lin(seg_check(seg, off, len, ATTR_WRITE_OK), len);
+}
+export function vcheck_read(seg: i32, off: u32, len: u32): void {
+  check_read_lin(seg_check(seg, off, len, ATTR_READ_OK), len);
+}
+
+// ---------------------------------------------------------------------------------------
+// Instruction fetch, through a one-page cache of the current code page's host address.
+
+let fetch_page: u32 = 1; // linear page base of the cached page, or 1 (never a page base)
+let fetch_host: u32 = 0; // RAM + physical page base
+
+export function fetch_invalidate(): void { fetch_page = 1; }
+
+export function fetch8(lin: u32): u32 {
+  if ((lin & 0xfffff000) == fetch_page) return load<u8>(fetch_host + (lin & 0xfff));
+  return fetch8_slow(lin);
+}
+
+function fetch8_slow(lin: u32): u32 {
+  const p = translate(lin, false, user_access());
+  if (p >= ram_size()) return host_mmio_read(p, 1) & 0xff;
+  fetch_page = lin & 0xfffff000;
+  fetch_host = RAM + (p & 0xfffff000);
+  return load<u8>(RAM + p);
+}

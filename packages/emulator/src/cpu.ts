@@ -1,0 +1,177 @@
+/**
+ * The host side of the WASM CPU core: instantiation, the run loop that turns core faults
+ * into exception delivery, and typed access to the CPU state.
+ *
+ * Guest RAM is part of the WASM linear memory (at the core's RAM offset), sized once at
+ * creation: there is no memory.grow while running, so host views never detach.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { CpuStateView } from './cpu-state.ts';
+
+export const CORE_WASM_PATH = fileURLToPath(new URL('../build/core.wasm', import.meta.url));
+
+/** Why run() returned. */
+export enum StopReason {
+  Count = 0,
+  Halt = 1,
+  Host = 2,
+  Shutdown = 3,
+}
+
+/** Host callbacks the core calls through its imports. */
+export interface CpuBus {
+  ioRead(port: number, size: number): number;
+  ioWrite(port: number, size: number, value: number): void;
+  mmioRead(addr: number, size: number): number;
+  mmioWrite(addr: number, size: number, value: number): void;
+  /** The INTA cycle: the vector of the interrupt being accepted, or -1 if none is left. */
+  interruptAcknowledge(): number;
+}
+
+/** The exports of core.wasm the host relies on (checked against the module in a test). */
+export interface CoreExports {
+  reset(ramBytes: number): void;
+  run(): number;
+  deliver_fault(): void;
+  state_loaded(): void;
+  dirty_clear_all(): void;
+  mark_dirty_range(addr: number, len: number): void;
+  dirty_reset(): void;
+  tlb_flush(): void;
+  translate(lin: number, write: number, user: number): number;
+  get_eflags(): number;
+  set_eflags_raw(v: number): void;
+  heap_base(): number;
+  [name: string]: unknown;
+}
+
+export const CORE_IMPORTS = {
+  host: ['raise', 'io_read', 'io_write', 'mmio_read', 'mmio_write', 'intr_ack'],
+  env: ['memory'],
+} as const;
+
+const CORE_FAULT = Symbol('core fault');
+
+const MIB = 1024 * 1024;
+const WASM_PAGE = 65536;
+
+let compiled: WebAssembly.Module | undefined;
+function coreModule(): WebAssembly.Module {
+  if (!compiled) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(CORE_WASM_PATH);
+    } catch {
+      throw new Error(`CPU core not built: ${CORE_WASM_PATH} is missing (run "pnpm build")`);
+    }
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+export interface CpuOptions {
+  /** Guest RAM in bytes: a multiple of 4 KiB, at least 1 MiB, at most 3 GiB. */
+  ramBytes: number;
+  bus: CpuBus;
+}
+
+export class Cpu {
+  readonly exports: CoreExports;
+  readonly memory: WebAssembly.Memory;
+  /** Guest physical RAM as a host view (for loaders and DMA: mark writes with markDirty). */
+  readonly ram: Uint8Array;
+  readonly state: CpuStateView;
+  readonly ramBytes: number;
+  private faultPending = false;
+  private readonly counterAddr: number;
+  private readonly targetAddr: number;
+
+  constructor(opts: CpuOptions) {
+    const { ramBytes, bus } = opts;
+    if (!Number.isInteger(ramBytes) || ramBytes % 4096 !== 0 || ramBytes < MIB || ramBytes > 3072 * MIB) {
+      throw new RangeError(`RAM size must be a multiple of 4 KiB between 1 MiB and 3 GiB, got ${ramBytes}`);
+    }
+    const mod = coreModule();
+    // The RAM offset is a core constant; read it from a throwaway-free probe of the exports
+    // after instantiation. Size the memory generously first: RAM starts at 16 MiB.
+    const ramBase = 16 * MIB;
+    const pages = Math.ceil((ramBase + ramBytes) / WASM_PAGE);
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    const imports = {
+      env: { memory: this.memory },
+      host: {
+        raise: () => { throw CORE_FAULT; },
+        io_read: (port: number, size: number) => bus.ioRead(port, size) >>> 0,
+        io_write: (port: number, size: number, value: number) => bus.ioWrite(port, size, value >>> 0),
+        mmio_read: (addr: number, size: number) => bus.mmioRead(addr >>> 0, size) >>> 0,
+        mmio_write: (addr: number, size: number, value: number) => bus.mmioWrite(addr >>> 0, size, value >>> 0),
+        intr_ack: () => bus.interruptAcknowledge(),
+      },
+    };
+    const instance = new WebAssembly.Instance(mod, imports);
+    this.exports = instance.exports as unknown as CoreExports;
+    const g = (name: string) => (this.exports[name] as WebAssembly.Global).value as number;
+    if (g('RAM') !== ramBase) throw new Error(`core RAM offset ${g('RAM')} differs from the host's ${ramBase}`);
+    if (this.exports.heap_base() > g('CPU_STATE')) throw new Error('core static data overlaps CPU_STATE');
+    this.ramBytes = ramBytes;
+    this.ram = new Uint8Array(this.memory.buffer, ramBase, ramBytes);
+    this.state = new CpuStateView(this.memory, this.exports);
+    this.counterAddr = g('CPU_STATE') + g('INSTR_COUNT');
+    this.targetAddr = g('CPU_STATE') + g('RUN_TARGET');
+    this.exports.reset(ramBytes);
+  }
+
+  reset(): void {
+    this.faultPending = false;
+    this.exports.reset(this.ramBytes);
+  }
+
+  get instructionCount(): bigint {
+    return new BigUint64Array(this.memory.buffer, this.counterAddr, 1)[0];
+  }
+
+  /**
+   * Run until `maxInstructions` more have retired (exactly), or earlier on HLT with nothing
+   * to wake the CPU, a host request, or shutdown. Exceptions raised by the core unwind to
+   * here and are delivered in the guest; every pass of this loop retires at least one step,
+   * so it always ends.
+   */
+  run(maxInstructions: number | bigint): StopReason {
+    const target = this.instructionCount + BigInt(maxInstructions);
+    new BigUint64Array(this.memory.buffer, this.targetAddr, 1)[0] = target;
+    for (;;) {
+      try {
+        if (this.faultPending) {
+          this.faultPending = false;
+          this.exports.deliver_fault();
+        }
+        return this.exports.run() as StopReason;
+      } catch (e) {
+        if (e !== CORE_FAULT) throw e;
+        this.faultPending = true;
+      }
+    }
+  }
+
+  /** Mark guest-physical [addr, addr+len) dirty after a host (DMA) write into `ram`. */
+  markDirty(addr: number, len: number): void {
+    this.exports.mark_dirty_range(addr >>> 0, len >>> 0);
+  }
+
+  /** Write bytes into guest RAM as DMA does: bounds-checked, pages marked dirty. */
+  writePhysical(addr: number, bytes: Uint8Array): void {
+    if (!Number.isInteger(addr) || addr < 0 || addr + bytes.length > this.ramBytes) {
+      throw new RangeError(`physical write [${addr}, ${addr + bytes.length}) outside RAM of ${this.ramBytes} bytes`);
+    }
+    this.ram.set(bytes, addr);
+    this.markDirty(addr, bytes.length);
+  }
+
+  readPhysical(addr: number, len: number): Uint8Array {
+    if (!Number.isInteger(addr) || addr < 0 || addr + len > this.ramBytes) {
+      throw new RangeError(`physical read [${addr}, ${addr + len}) outside RAM of ${this.ramBytes} bytes`);
+    }
+    return this.ram.slice(addr, addr + len);
+  }
+}
