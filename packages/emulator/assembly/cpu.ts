@@ -4,7 +4,7 @@ import {
   CPU_STATE, CPU_STATE_SIZE, INSTR_COUNT, RUN_TARGET, HOST_REQUEST, HALTED, SHUTDOWN,
   INTR_LINE, NMI_PENDING, NMI_MASKED, INHIBIT_UNTIL, STOP_REASON, A20_MASK, RAM_SIZE, RAM,
   REG_CR0, IDTR_LIMIT, EIP_START, ESP_START, EXC_DEPTH, TLB, TLB_ENTRIES, DIRTY_MAP,
-  TLB_VALID_COUNT, DIRTY_COUNT,
+  TLB_VALID_COUNT, DIRTY_COUNT, REG_EFLAGS,
 } from './layout';
 import {
   set_seg, set_eip, set_reg32, eip, reg32, get_flag_if, set_eflags_raw, update_cs_cache,
@@ -91,7 +91,8 @@ export function run(): u32 {
       if (accept_interrupt(count)) { count = load<u64>(CPU_STATE + INSTR_COUNT); continue; }
     }
     if (load<u32>(CPU_STATE + HALTED) != 0) return stop(STOP_HALT);
-    const tf = (get_eflags() & FLAG_TF) != 0;
+    // TF is never a lazy flag: the stored EFLAGS word has it.
+    const tf = (load<u32>(CPU_STATE + REG_EFLAGS) & FLAG_TF) != 0;
     step();
     count++;
     store<u64>(CPU_STATE + INSTR_COUNT, count);

@@ -12,6 +12,16 @@ export type SegName = (typeof SEG_NAMES)[number];
 export type ControlName = 'cr0' | 'cr2' | 'cr3' | 'cr4' | `dr${0 | 1 | 2 | 3 | 4 | 5 | 6 | 7}`;
 export type RegisterName = GprName | SegName | ControlName | 'eip' | 'eflags';
 
+// Segment attribute words as the core keeps them (assembly/state.ts and memory.ts): the
+// descriptor's type/S/DPL/P/AVL/DB/G bits, then VALID, READ_OK and WRITE_OK.
+const ATTR_VALID = 1 << 16;
+const ATTR_READ_OK = 1 << 17;
+const ATTR_WRITE_OK = 1 << 18;
+/** A present, accessed, readable 32-bit code segment, 4 GiB, DPL 0. */
+export const FLAT_CODE32 = 0xb | 0x10 | 0x80 | 0x4000 | 0x8000 | ATTR_VALID | ATTR_READ_OK;
+/** A present, accessed, writable 32-bit data segment, 4 GiB, DPL 0. */
+export const FLAT_DATA32 = 0x3 | 0x10 | 0x80 | 0x4000 | 0x8000 | ATTR_VALID | ATTR_READ_OK | ATTR_WRITE_OK;
+
 export interface SegmentCache {
   selector: number;
   base: number;
@@ -123,6 +133,10 @@ export class CpuStateView {
     this.core.tlb_flush();
   }
   get cpl(): number { return this.word(this.off.CPL); }
+  /** Added to the instruction counter to form the guest TSC. */
+  get tscOffset(): bigint { return new BigUint64Array(this.memory.buffer, this.base + this.off.TSC_OFFSET, 1)[0]; }
+  set tscOffset(v: bigint) { new BigUint64Array(this.memory.buffer, this.base + this.off.TSC_OFFSET, 1)[0] = BigInt.asUintN(64, v); }
+  get interruptsEnabled(): boolean { return (this.core.get_eflags() & 0x200) !== 0; }
 
   setDescriptorTable(which: 'gdtr' | 'idtr', base: number, limit: number): void {
     const b = which === 'gdtr' ? this.off.GDTR_BASE : this.off.IDTR_BASE;

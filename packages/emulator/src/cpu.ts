@@ -65,7 +65,7 @@ function coreModule(): WebAssembly.Module {
     } catch {
       throw new Error(`CPU core not built: ${CORE_WASM_PATH} is missing (run "pnpm build")`);
     }
-    compiled = new WebAssembly.Module(bytes);
+    compiled = new WebAssembly.Module(new Uint8Array(bytes));
   }
   return compiled;
 }

@@ -56,3 +56,20 @@ export interface Persistent<S> {
   saveState(): S;
   loadState(state: S): void;
 }
+
+/**
+ * Guest physical memory as a DMA-capable device sees it. Every write goes through here so
+ * the page is marked dirty: a DMA write that skipped the dirty map would be silent
+ * corruption on an FT secondary.
+ */
+export interface GuestMemory {
+  readonly size: number;
+  read(addr: number, len: number): Uint8Array;
+  /** A view for reading without a copy; valid until the next call into the machine. */
+  view(addr: number, len: number): Uint8Array;
+  write(addr: number, data: Uint8Array): void;
+  read32(addr: number): number;
+  write32(addr: number, value: number): void;
+  read16(addr: number): number;
+  write16(addr: number, value: number): void;
+}

@@ -1,0 +1,12 @@
+export * from './device.ts';
+export * from './cpu.ts';
+export * from './cpu-state.ts';
+export * from './bus.ts';
+export * from './hooks.ts';
+export * from './clock.ts';
+export * from './machine.ts';
+export * from './testbed.ts';
+export * from './layout.ts';
+export { loadMultiboot, loadFlat, isMultiboot, ImageError } from './loaders/multiboot.ts';
+export { DebugConsole, DebugExit } from './devices/debug-ports.ts';
+export { Pc, type PcOptions } from './pc.ts';

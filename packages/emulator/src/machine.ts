@@ -1,0 +1,233 @@
+/**
+ * A machine: the CPU core, the port and MMIO buses, the clock and the devices' timers, and
+ * the run loop that ties them together. Platform wiring (which chips sit where) is done by
+ * pc.ts; this file knows no particular device.
+ */
+import { Cpu, StopReason } from './cpu.ts';
+import { PortBus, MmioBus } from './bus.ts';
+import type { AccessSize, TimedDevice } from './device.ts';
+import { MachineHooks } from './hooks.ts';
+import { VirtualClock, RealtimeClock, type MachineClock, type ClockMode } from './clock.ts';
+
+/** How a run ended. */
+export type RunOutcome =
+  | { kind: 'exit'; status: number }       // debug-exit port, QEMU isa-debug-exit convention
+  | { kind: 'poweroff' }                    // ACPI S5 (or the platform's power-off)
+  | { kind: 'reset' }                       // guest-requested reset with no-reboot, or a triple fault
+  | { kind: 'dead' }                        // HLT with interrupts off and nothing that can wake it
+  | { kind: 'limit' }                       // the instruction budget ran out
+  | { kind: 'idle' }                        // virtual clock: halted with no timer armed (waiting for input)
+  | { kind: 'stopped' };                    // stop() was called
+
+/** The interrupt controller as the CPU sees it: the INTA cycle. */
+export interface InterruptController {
+  acknowledge(): number;
+}
+
+export interface MachineOptions {
+  /** Guest RAM in bytes. */
+  memoryBytes: number;
+  clock?: ClockMode;
+  /** Wall-clock time (ms since 1970) the guest's RTC starts from. Default: the host's now. */
+  rtcBaseMs?: number;
+  /** A guest-requested reset or triple fault stops the machine instead of rebooting. */
+  noReboot?: boolean;
+}
+
+/** Instructions per slice: devices tick between slices, so this bounds timer latency. */
+const SLICE = 200_000;
+
+export class Machine {
+  readonly cpu: Cpu;
+  readonly ports = new PortBus();
+  readonly mmio = new MmioBus();
+  readonly hooks = new MachineHooks();
+  readonly clock: MachineClock;
+  readonly noReboot: boolean;
+  private readonly timed: TimedDevice[] = [];
+  private readonly resetHandlers: (() => void)[] = [];
+  private interruptController: InterruptController | undefined;
+  private pending: RunOutcome | undefined;
+  private nextDeadline = Infinity;
+  private lastTsc = 0n;
+  /** Wakes an async run() waiting in HLT (input arrived, stop requested). */
+  private wake: (() => void) | undefined;
+
+  constructor(opts: MachineOptions) {
+    const mode = opts.clock ?? 'realtime';
+    const rtcBase = opts.rtcBaseMs ?? Date.now();
+    this.clock = mode === 'virtual' ? new VirtualClock(rtcBase) : new RealtimeClock(rtcBase);
+    this.noReboot = opts.noReboot ?? false;
+    this.cpu = new Cpu({
+      ramBytes: opts.memoryBytes,
+      bus: {
+        ioRead: (port, size) => this.ports.read(port, size as AccessSize),
+        ioWrite: (port, size, value) => {
+          this.hooks.emit('ioportWrite', port, size as AccessSize, value);
+          this.ports.write(port, size as AccessSize, value);
+        },
+        mmioRead: (addr, size) => this.mmio.read(addr, size as AccessSize),
+        mmioWrite: (addr, size, value) => {
+          this.hooks.emit('mmioWrite', addr, size as AccessSize, value);
+          this.mmio.write(addr, size as AccessSize, value);
+        },
+        interruptAcknowledge: () => (this.interruptController ? this.interruptController.acknowledge() : -1),
+      },
+    });
+  }
+
+  addTimedDevice(d: TimedDevice): void { this.timed.push(d); }
+  onReset(fn: () => void): void { this.resetHandlers.push(fn); }
+  setInterruptController(ic: InterruptController): void { this.interruptController = ic; }
+
+  /** The INTR line into the CPU (driven by the interrupt controller's output). */
+  setIntr(level: boolean): void { this.cpu.state.intrLine = level; }
+
+  /** End the current run with `outcome` at the next instruction boundary. */
+  requestStop(outcome: RunOutcome): void {
+    if (!this.pending) this.pending = outcome;
+    this.cpu.state.hostRequest = true;
+    this.wake?.();
+  }
+
+  /** Something external happened (input arrived): a halted async run re-checks its devices. */
+  kick(): void { this.wake?.(); }
+
+  /** Guest-requested reset (i8042 pulse, port 0x92, triple fault). */
+  requestReset(): void {
+    if (this.noReboot) { this.requestStop({ kind: 'reset' }); return; }
+    this.cpu.reset();
+    for (const fn of this.resetHandlers) fn();
+  }
+
+  /** Bring devices up to the current time; returns the earliest deadline. */
+  private tickDevices(): number {
+    this.clock.sync(this.cpu.instructionCount);
+    const now = this.clock.nowNs();
+    let next = Infinity;
+    for (const d of this.timed) {
+      const t = d.tick(now);
+      if (t < next) next = t;
+    }
+    this.nextDeadline = next;
+    this.updateTsc(now);
+    return now;
+  }
+
+  /** Keep the guest TSC at 1 GHz of machine time, and never let it go backwards. */
+  private updateTsc(now: number): void {
+    const count = this.cpu.instructionCount;
+    const st = this.cpu.state;
+    let tsc = BigInt(Math.floor(now));
+    const current = count + st.tscOffset;
+    if (tsc < current) tsc = current;
+    if (tsc < this.lastTsc) tsc = this.lastTsc;
+    st.tscOffset = tsc - count;
+    this.lastTsc = tsc;
+  }
+
+  /**
+   * One slice: tick devices, run the CPU up to the next deadline (virtual clock) or a fixed
+   * slice, and handle what stopped it. Returns an outcome when the run must end, 'halt'
+   * when the CPU waits for an interrupt, or undefined to go on.
+   */
+  private slice(budget: bigint): RunOutcome | 'halt' | undefined {
+    const now = this.tickDevices();
+    let n = BigInt(SLICE);
+    if (this.clock.mode === 'virtual' && this.nextDeadline !== Infinity) {
+      const until = BigInt(Math.max(1, Math.ceil(this.nextDeadline - now)));
+      if (until < n) n = until;
+    }
+    if (budget < n) n = budget;
+    const stop = this.cpu.run(n);
+    if (this.pending) return this.takePending();
+    switch (stop) {
+      case StopReason.Shutdown:
+        // Triple fault: the CPU shuts down and the board resets it (SDM Vol. 3, 6.15).
+        this.cpu.state.shutdown = false;
+        this.requestReset();
+        return this.pending ? this.takePending() : undefined;
+      case StopReason.Halt: {
+        const st = this.cpu.state;
+        if (!st.interruptsEnabled) return { kind: 'dead' };
+        return 'halt';
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  private takePending(): RunOutcome {
+    const o = this.pending!;
+    this.pending = undefined;
+    this.cpu.state.hostRequest = false;
+    return o;
+  }
+
+  /**
+   * Run synchronously for at most `maxInstructions` retired instructions. With the virtual
+   * clock a halted CPU jumps to the next timer deadline; with no deadline the run ends
+   * 'idle'. With the realtime clock a halt ends the call as 'idle' too (use run()).
+   */
+  runSync(maxInstructions: number | bigint): RunOutcome {
+    const end = this.cpu.instructionCount + BigInt(maxInstructions);
+    for (;;) {
+      const left = end - this.cpu.instructionCount;
+      if (left <= 0n) return { kind: 'limit' };
+      const r = this.slice(left);
+      if (r === undefined) continue;
+      if (r !== 'halt') return r;
+      if (this.clock.mode !== 'virtual') return { kind: 'idle' };
+      this.tickDevices();
+      if (this.cpu.state.intrLine) continue;
+      if (this.nextDeadline === Infinity) return { kind: 'idle' };
+      this.clock.skipTo(this.nextDeadline);
+    }
+  }
+
+  /**
+   * Run until an outcome other than 'limit' (or until `maxInstructions`), yielding to the
+   * event loop between slices so I/O and timers of the host make progress. A halted CPU
+   * sleeps until its next timer deadline (realtime) or until kick() (input).
+   */
+  async run(maxInstructions: number | bigint = Number.MAX_SAFE_INTEGER): Promise<RunOutcome> {
+    const end = this.cpu.instructionCount + BigInt(maxInstructions);
+    let slices = 0;
+    for (;;) {
+      const left = end - this.cpu.instructionCount;
+      if (left <= 0n) return { kind: 'limit' };
+      const r = this.slice(left);
+      if (r !== undefined && r !== 'halt') return r;
+      if (r === 'halt') {
+        this.tickDevices();
+        if (this.cpu.state.intrLine) continue;
+        if (this.clock.mode === 'virtual') {
+          if (this.nextDeadline !== Infinity) { this.clock.skipTo(this.nextDeadline); continue; }
+          await this.sleep(Infinity);
+        } else {
+          await this.sleep(this.nextDeadline - this.clock.nowNs());
+        }
+        if (this.pending) return this.takePending();
+        continue;
+      }
+      // Let the host's event loop run now and then (sockets, stdin, timers).
+      if (++slices % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.pending) return this.takePending();
+    }
+  }
+
+  private sleep(ns: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        if (timer) clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      this.wake = done;
+      if (Number.isFinite(ns)) timer = setTimeout(done, Math.max(0, Math.min(ns / 1e6, 1000)));
+    });
+  }
+
+  stop(): void { this.requestStop({ kind: 'stopped' }); }
+}

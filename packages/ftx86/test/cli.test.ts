@@ -1,0 +1,66 @@
+import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const BIN = fileURLToPath(new URL('../../../bin/ftx86', import.meta.url));
+
+function ftx86(args: string[]) {
+  const r = spawnSync(BIN, args, { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('ftx86 run', () => {
+  it('boots the built-in default guest, which prints on COM1 and counts primes', () => {
+    const r = ftx86(['run', '--serial', 'stdio']);
+    expect(r.stdout).toContain('Hello from ftx86');
+    expect(r.stdout).toContain('CPU vendor: GenuineIntel');
+    // 5133 primes below 50,000: computed by the guest on the emulated CPU.
+    expect(r.stdout).toContain('Primes below 50000: 5133');
+  });
+
+  it('explains every option in --help', () => {
+    const r = ftx86(['run', '--help']);
+    expect(r.code).toBe(0);
+    for (const opt of ['--kernel', '--initrd', '--append', '--memory', '--disk', '--net', '--serial', '--bios', '--no-reboot', '--trace-io', '--clock']) {
+      expect(r.stdout).toContain(opt);
+    }
+  });
+
+  it('refuses bad options and unreadable images with one clear line and exit code 2', () => {
+    for (const args of [
+      ['run', '--memory', 'lots'],
+      ['run', '--memory', '1K'],
+      ['run', '--bogus'],
+      ['run', '--clock', 'sundial'],
+      ['run', '--kernel', '/nonexistent/kernel.bin'],
+      ['run', '--serial', 'pigeon'],
+      ['fly'],
+    ]) {
+      const r = ftx86(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines.length, r.stderr).toBe(1);
+      expect(lines[0]).toMatch(/^ftx86: /);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    }
+  });
+
+  it('refuses a file that is not a kernel image', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftx86-cli-'));
+    const junk = join(dir, 'junk.bin');
+    writeFileSync(junk, Buffer.alloc(10000, 0x90));
+    const r = ftx86(['run', '--kernel', junk]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^ftx86: --kernel: .*not a Multiboot image/);
+  });
+
+  it('exits with the debug-exit status of a guest that writes port 0xF4', () => {
+    const bin = fileURLToPath(new URL('../../../guests/bench/mix.bin', import.meta.url));
+    const r = ftx86(['run', '--kernel', bin, '--serial', 'none']);
+    expect(r.code).toBe(1); // (0 << 1) | 1
+    expect(r.stdout.trim()).toMatch(/^[0-9a-f]{8}$/);
+  });
+});
