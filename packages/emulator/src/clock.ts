@@ -25,19 +25,21 @@ export interface MachineClock extends Clock {
 
 export class VirtualClock implements MachineClock {
   readonly mode = 'virtual';
-  private instructions = 0n;
   /** Time added by halts: nowNs = instructions + skippedNs. */
   private skippedNs = 0;
-  constructor(readonly rtcBaseMs: number) {}
-  sync(instructions: bigint): void { this.instructions = instructions; }
-  nowNs(): number { return Number(this.instructions) + this.skippedNs; }
+  /**
+   * @param instructions reads the live retired-instruction counter, so a device polled in a
+   *   tight loop (Linux's PIT calibration on port 0x61) sees time move with every access.
+   */
+  constructor(readonly rtcBaseMs: number, private readonly instructions: () => bigint) {}
+  sync(): void {}
+  nowNs(): number { return Number(this.instructions()) + this.skippedNs; }
   skipTo(ns: number): void {
     const now = this.nowNs();
     if (ns > now) this.skippedNs += ns - now;
   }
   elapsedNs(): number { return this.nowNs(); }
   restore(elapsedNs: number, instructions: bigint): void {
-    this.instructions = instructions;
     this.skippedNs = elapsedNs - Number(instructions);
   }
   /** The TSC offset that makes TSC == nowNs. */

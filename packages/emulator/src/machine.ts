@@ -56,7 +56,6 @@ export class Machine {
   constructor(opts: MachineOptions) {
     const mode = opts.clock ?? 'realtime';
     const rtcBase = opts.rtcBaseMs ?? Date.now();
-    this.clock = mode === 'virtual' ? new VirtualClock(rtcBase) : new RealtimeClock(rtcBase);
     this.noReboot = opts.noReboot ?? false;
     this.cpu = new Cpu({
       ramBytes: opts.memoryBytes,
@@ -74,6 +73,9 @@ export class Machine {
         interruptAcknowledge: () => (this.interruptController ? this.interruptController.acknowledge() : -1),
       },
     });
+    this.clock = mode === 'virtual'
+      ? new VirtualClock(rtcBase, () => this.cpu.instructionCount)
+      : new RealtimeClock(rtcBase);
   }
 
   addTimedDevice(d: TimedDevice): void { this.timed.push(d); }
