@@ -6,7 +6,7 @@ import {
   EBP, ESP, stack32,
 } from './state';
 import {
-  fetch8, gp, vread8, vread16, vread32, vwrite8, vwrite16, vwrite32, seg_check,
+  fetch_slow, fw_lo, fw_cur, fw_host, gp, vread8, vread16, vread32, vwrite8, vwrite16, vwrite32, seg_check,
   ATTR_READ_OK, ATTR_WRITE_OK, read8, read16, read32, write8, write16, write32,
   check_write_lin, vcheck_write,
 } from './memory';
@@ -40,15 +40,13 @@ export function set_rep(r: u32): void { rep = r; }
 export function set_lock(): void { lock = true; }
 
 // ---------------------------------------------------------------------------------------
-// Fetch. The instruction may be at most 15 bytes long (SDM Vol. 2, 2.3.11): #GP beyond.
+// Fetch. The 15-byte length limit (SDM Vol. 2, 2.3.11) is checked by step().
 
-export function fetch_u8(): u32 {
+@inline export function fetch_u8(): u32 {
   const ip = load<u32>(CPU_STATE + REG_EIP);
-  if (ip > seg_limit(CS)) gp(0);
-  if (ip - load<u32>(CPU_STATE + EIP_START) >= 15) gp(0);
-  const b = fetch8(seg_base(CS) + ip);
   store<u32>(CPU_STATE + REG_EIP, ip + 1);
-  return b;
+  if (ip - fw_lo < fw_cur) return load<u8>(fw_host + ip);
+  return fetch_slow(ip);
 }
 export function fetch_u16(): u32 {
   const lo = fetch_u8();
@@ -65,12 +63,15 @@ export function fetch_u32(): u32 {
 // ---------------------------------------------------------------------------------------
 // ModRM (SDM Vol. 2, 2.1.5).
 
-export function decode_modrm(): void {
+@inline export function decode_modrm(): void {
   const b = fetch_u8();
   m_mod = b >> 6;
   m_reg = (b >> 3) & 7;
   m_rm = b & 7;
-  if (m_mod == 3) return;
+  if (m_mod != 3) decode_ea();
+}
+
+function decode_ea(): void {
   if (a32) decode_ea32(); else decode_ea16();
 }
 
@@ -128,14 +129,14 @@ function decode_ea32(): void {
 // ---------------------------------------------------------------------------------------
 // r/m operands.
 
-export function rm_read8(): u32 { return m_mod == 3 ? reg8(m_rm) : vread8(ea_seg, ea_off); }
-export function rm_read16(): u32 { return m_mod == 3 ? reg16(m_rm) : vread16(ea_seg, ea_off); }
-export function rm_read32(): u32 { return m_mod == 3 ? reg32(m_rm) : vread32(ea_seg, ea_off); }
+@inline export function rm_read8(): u32 { return m_mod == 3 ? reg8(m_rm) : vread8(ea_seg, ea_off); }
+@inline export function rm_read16(): u32 { return m_mod == 3 ? reg16(m_rm) : vread16(ea_seg, ea_off); }
+@inline export function rm_read32(): u32 { return m_mod == 3 ? reg32(m_rm) : vread32(ea_seg, ea_off); }
 @inline export function rm_readv(): u32 { return o32 ? rm_read32() : rm_read16(); }
 
-export function rm_write8(v: u32): void { if (m_mod == 3) set_reg8(m_rm, v); else vwrite8(ea_seg, ea_off, v); }
-export function rm_write16(v: u32): void { if (m_mod == 3) set_reg16(m_rm, v); else vwrite16(ea_seg, ea_off, v); }
-export function rm_write32(v: u32): void { if (m_mod == 3) set_reg32(m_rm, v); else vwrite32(ea_seg, ea_off, v); }
+@inline export function rm_write8(v: u32): void { if (m_mod == 3) set_reg8(m_rm, v); else vwrite8(ea_seg, ea_off, v); }
+@inline export function rm_write16(v: u32): void { if (m_mod == 3) set_reg16(m_rm, v); else vwrite16(ea_seg, ea_off, v); }
+@inline export function rm_write32(v: u32): void { if (m_mod == 3) set_reg32(m_rm, v); else vwrite32(ea_seg, ea_off, v); }
 @inline export function rm_writev(v: u32): void { if (o32) rm_write32(v); else rm_write16(v); }
 
 // Read-modify-write of a memory operand: check writability (segment and paging) first, so
@@ -179,24 +180,24 @@ export function rmw_write32(v: u32): void { if (m_mod == 3) set_reg32(m_rm, v); 
 @inline export function set_sp(v: u32): void { if (stack32()) set_reg32(ESP, v); else set_reg16(ESP, v); }
 @inline export function sp_add(v: u32, n: u32): u32 { return stack32() ? v + n : (v + n) & 0xffff; }
 
-export function push16(v: u32): void {
+@inline export function push16(v: u32): void {
   const s = sp_add(sp(), -2);
   vwrite16(SS, s, v);
   set_sp(s);
 }
-export function push32(v: u32): void {
+@inline export function push32(v: u32): void {
   const s = sp_add(sp(), -4);
   vwrite32(SS, s, v);
   set_sp(s);
 }
 @inline export function pushv(v: u32): void { if (o32) push32(v); else push16(v); }
-export function pop16(): u32 {
+@inline export function pop16(): u32 {
   const s = sp();
   const v = vread16(SS, s);
   set_sp(sp_add(s, 2));
   return v;
 }
-export function pop32(): u32 {
+@inline export function pop32(): u32 {
   const s = sp();
   const v = vread32(SS, s);
   set_sp(sp_add(s, 4));

@@ -21,7 +21,7 @@ import {
 import {
   gp, ud, raise, vread8, vread16, vread32, vwrite8, vwrite16, vwrite32, vcheck_write,
   tlb_flush, tlb_flush_page, update_access_masks, fetch_invalidate, read16_sys, read32_sys,
-  EXC_BP, EXC_OF, EXC_BR, EXC_NM, EXC_DB, EXC_MF, EXC_GP, fetch8, write32_sys,
+  EXC_BP, EXC_OF, EXC_BR, EXC_NM, EXC_DB, EXC_MF, EXC_GP, fetch_begin, write32_sys,
 } from './memory';
 import {
   prefix_seg, o32, a32, rep, lock, m_mod, m_reg, m_rm, ea_seg, ea_off, reset_prefixes,
@@ -638,7 +638,9 @@ function cmpxchg8b(): void {
  * LOCK); anything else is #UD. Peeks at the ModRM byte without consuming it.
  */
 function check_lock(op: u32): void {
-  const modrm = fetch8(seg_base(CS) + eip());
+  const at = eip();
+  const modrm = fetch_u8();
+  set_eip(at);
   const mod = modrm >> 6;
   const reg = (modrm >> 3) & 7;
   let ok = false;
@@ -665,6 +667,7 @@ export function step(): void {
   store<u32>(CPU_STATE + EIP_START, ip);
   store<u32>(CPU_STATE + ESP_START, reg32(ESP));
   const c32 = code32();
+  fetch_begin(ip);
   reset_prefixes(c32);
   let op = fetch_u8();
   while (true) {

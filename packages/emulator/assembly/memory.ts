@@ -16,7 +16,7 @@ import {
   FAULT_HAS_ERROR, TLB_ENTRIES,
 } from './layout';
 import {
-  cpl, seg_base, seg_limit, seg_attr, CR0_PG, CR0_WP, CR4_PSE, SS, ATTR_DC, ATTR_CODE,
+  cpl, seg_base, seg_limit, seg_attr, CR0_PG, CR0_WP, CR4_PSE, SS, CS, ATTR_DC, ATTR_CODE,
   ATTR_DB,
 } from './state';
 
@@ -273,25 +273,28 @@ export function phys_write32(p: u32, v: u32): void {
 
 @inline function user_access(): bool { return cpl() == 3; }
 
-export function read8(lin: u32): u32 {
+@inline export function read8(lin: u32): u32 {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
   if ((e & tlb_read_mask) == TLB_VALID_BIT) return load<u8>(RAM + (e & 0xfffff000) + (lin & 0xfff));
-  return phys_read8(translate(lin, false, user_access()));
+  return read8_slow(lin);
 }
-export function read16(lin: u32): u32 {
+@inline export function read16(lin: u32): u32 {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
   if ((e & tlb_read_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffe) {
     return load<u16>(RAM + (e & 0xfffff000) + (lin & 0xfff));
   }
   return read16_slow(lin, user_access());
 }
-export function read32(lin: u32): u32 {
+@inline export function read32(lin: u32): u32 {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
   if ((e & tlb_read_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffc) {
     return load<u32>(RAM + (e & 0xfffff000) + (lin & 0xfff));
   }
   return read32_slow(lin, user_access());
 }
+
+function read8_slow(lin: u32): u32 { return phys_read8(translate(lin, false, user_access())); }
+function write8_slow(lin: u32, v: u32): void { phys_write8(translate(lin, true, user_access()), v); }
 
 function read16_slow(lin: u32, user: bool): u32 {
   if ((lin & 0xfff) == 0xfff) {
@@ -316,12 +319,12 @@ function read32_slow(lin: u32, user: bool): u32 {
   return phys_read32(translate(lin, false, user));
 }
 
-export function write8(lin: u32, v: u32): void {
+@inline export function write8(lin: u32, v: u32): void {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
   if ((e & tlb_write_mask) == TLB_VALID_BIT) { store<u8>(RAM + (e & 0xfffff000) + (lin & 0xfff), <u8>v); return; }
-  phys_write8(translate(lin, true, user_access()), v);
+  write8_slow(lin, v);
 }
-export function write16(lin: u32, v: u32): void {
+@inline export function write16(lin: u32, v: u32): void {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
   if ((e & tlb_write_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffe) {
     store<u16>(RAM + (e & 0xfffff000) + (lin & 0xfff), <u16>v);
@@ -329,7 +332,7 @@ export function write16(lin: u32, v: u32): void {
   }
   write16_slow(lin, v, user_access());
 }
-export function write32(lin: u32, v: u32): void {
+@inline export function write32(lin: u32, v: u32): void {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
   if ((e & tlb_write_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffc) {
     store<u32>(RAM + (e & 0xfffff000) + (lin & 0xfff), v);
@@ -392,10 +395,20 @@ export function write32_sys(lin: u32, v: u32): void { write32_slow(lin, v, false
   if (seg == SS) ss_fault(0); else gp(0);
 }
 
-/** Check `len` bytes at `off` in `seg` for `need` (ATTR_READ_OK or ATTR_WRITE_OK); return the linear address. */
-export function seg_check(seg: i32, off: u32, len: u32, need: u32): u32 {
+/** Check `len` bytes at `off` in `seg` for `need` (ATTR_READ_OK and/or ATTR_WRITE_OK); return the linear address. */
+@inline export function seg_check(seg: i32, off: u32, len: u32, need: u32): u32 {
   const attr = seg_attr(seg);
-  if ((attr & need) == 0) seg_fault(seg);
+  const limit = seg_limit(seg);
+  // The common case: an expand-up data segment with the rights, the access inside the limit.
+  if ((attr & (need | ATTR_DC | ATTR_CODE)) == need && limit >= len - 1 && off <= limit - (len - 1)) {
+    return seg_base(seg) + off;
+  }
+  return seg_check_slow(seg, off, len, need);
+}
+
+function seg_check_slow(seg: i32, off: u32, len: u32, need: u32): u32 {
+  const attr = seg_attr(seg);
+  if ((attr & need) != need) seg_fault(seg);
   const limit = seg_limit(seg);
   const last = off + len - 1;
   if ((attr & (ATTR_DC | ATTR_CODE)) == ATTR_DC) {
@@ -408,12 +421,12 @@ export function seg_check(seg: i32, off: u32, len: u32, need: u32): u32 {
   return seg_base(seg) + off;
 }
 
-export function vread8(seg: i32, off: u32): u32 { return read8(seg_check(seg, off, 1, ATTR_READ_OK)); }
-export function vread16(seg: i32, off: u32): u32 { return read16(seg_check(seg, off, 2, ATTR_READ_OK)); }
-export function vread32(seg: i32, off: u32): u32 { return read32(seg_check(seg, off, 4, ATTR_READ_OK)); }
-export function vwrite8(seg: i32, off: u32, v: u32): void { write8(seg_check(seg, off, 1, ATTR_WRITE_OK), v); }
-export function vwrite16(seg: i32, off: u32, v: u32): void { write16(seg_check(seg, off, 2, ATTR_WRITE_OK), v); }
-export function vwrite32(seg: i32, off: u32, v: u32): void { write32(seg_check(seg, off, 4, ATTR_WRITE_OK), v); }
+@inline export function vread8(seg: i32, off: u32): u32 { return read8(seg_check(seg, off, 1, ATTR_READ_OK)); }
+@inline export function vread16(seg: i32, off: u32): u32 { return read16(seg_check(seg, off, 2, ATTR_READ_OK)); }
+@inline export function vread32(seg: i32, off: u32): u32 { return read32(seg_check(seg, off, 4, ATTR_READ_OK)); }
+@inline export function vwrite8(seg: i32, off: u32, v: u32): void { write8(seg_check(seg, off, 1, ATTR_WRITE_OK), v); }
+@inline export function vwrite16(seg: i32, off: u32, v: u32): void { write16(seg_check(seg, off, 2, ATTR_WRITE_OK), v); }
+@inline export function vwrite32(seg: i32, off: u32, v: u32): void { write32(seg_check(seg, off, 4, ATTR_WRITE_OK), v); }
 
 /** Pre-check a multi-part store (FNSAVE, far pointers): segment limit and paging. */
 export function vcheck_write(seg: i32, off: u32, len: u32): void {
@@ -424,22 +437,47 @@ export function vcheck_read(seg: i32, off: u32, len: u32): void {
 }
 
 // ---------------------------------------------------------------------------------------
-// Instruction fetch, through a one-page cache of the current code page's host address.
+// Instruction fetch through a window: the range of EIP values [fw_lo, fw_lo + fw_len) that
+// lie on one present code page and inside CS.limit, with the host address of EIP 0 in
+// fw_host, so the common fetch is a subtract, a compare and a load. Bytes are read from RAM
+// at every fetch, so a store into code (self-modifying code, through any alias) is seen by
+// the next instruction without any invalidation.
 
-let fetch_page: u32 = 1; // linear page base of the cached page, or 1 (never a page base)
-let fetch_host: u32 = 0; // RAM + physical page base
+export let fw_lo: u32 = 0;
+export let fw_len: u32 = 0;
+export let fw_host: u32 = 0;
+/**
+ * The part of the window the current instruction may use: it ends 15 bytes after the
+ * instruction's first byte, so the length limit (SDM Vol. 2, 2.3.11) costs nothing per byte
+ * and is checked in fetch_slow.
+ */
+export let fw_cur: u32 = 0;
+let insn_start: u32 = 0;
 
-export function fetch_invalidate(): void { fetch_page = 1; }
+export function fetch_invalidate(): void { fw_len = 0; fw_cur = 0; }
 
-export function fetch8(lin: u32): u32 {
-  if ((lin & 0xfffff000) == fetch_page) return load<u8>(fetch_host + (lin & 0xfff));
-  return fetch8_slow(lin);
+/** Called at the first byte of every instruction. */
+@inline export function fetch_begin(ip: u32): void {
+  insn_start = ip;
+  const rel = ip - fw_lo;
+  fw_cur = rel < fw_len ? min(fw_len, rel + 15) : 0;
 }
 
-function fetch8_slow(lin: u32): u32 {
+/** Fetch the byte at CS:ip when it is outside the window, and open a window around it. */
+export function fetch_slow(ip: u32): u32 {
+  if (ip - insn_start >= 15) gp(0);
+  const limit = seg_limit(CS);
+  if (ip > limit) gp(0);
+  const lin = seg_base(CS) + ip;
   const p = translate(lin, false, user_access());
-  if (p >= ram_size()) return host_mmio_read(p, 1) & 0xff;
-  fetch_page = lin & 0xfffff000;
-  fetch_host = RAM + (p & 0xfffff000);
+  if (p >= ram_size()) { fw_len = 0; return host_mmio_read(p, 1) & 0xff; }
+  const pageOff = lin & 0xfff;
+  const back = pageOff <= ip ? pageOff : ip;
+  const ahead: u32 = 4096 - pageOff;
+  const toLimit = limit - ip + 1; // 0 means 2^32: the whole space
+  fw_lo = ip - back;
+  fw_len = back + (toLimit != 0 && toLimit < ahead ? toLimit : ahead);
+  fw_host = RAM + p - ip;
+  fw_cur = min(fw_len, insn_start + 15 - fw_lo);
   return load<u8>(RAM + p);
 }

@@ -251,7 +251,9 @@ export function set_flags_bits(mask: u32, values: u32): void {
 
 /** Result flags ZF SF PF from a value of a given size, CF/OF/AF given explicitly (shifts, MUL). */
 export function set_szp_flags(res: u32, shift: u32, others: u32, othersMask: u32): void {
-  flush_flags();
+  // When all six arithmetic flags are being set, the lazy ones need not be computed first.
+  if (((FLAG_ZF | FLAG_SF | FLAG_PF | othersMask) & FLAGS_ARITH) != FLAGS_ARITH) flush_flags();
+  else store<u32>(CPU_STATE + LF_MASK, 0);
   let fl = load<u32>(CPU_STATE + REG_EFLAGS) & ~(FLAG_ZF | FLAG_SF | FLAG_PF | othersMask);
   if ((res << (31 - shift)) == 0) fl |= FLAG_ZF;
   if ((res >> shift) & 1) fl |= FLAG_SF;

@@ -27,6 +27,8 @@ export interface CpuBus {
   mmioWrite(addr: number, size: number, value: number): void;
   /** The INTA cycle: the vector of the interrupt being accepted, or -1 if none is left. */
   interruptAcknowledge(): number;
+  /** The x87 FERR# output (CR0.NE = 0 error reporting: IRQ13 on a PC). */
+  fpuError?(level: boolean): void;
 }
 
 /** The exports of core.wasm the host relies on (checked against the module in a test). */
@@ -47,7 +49,7 @@ export interface CoreExports {
 }
 
 export const CORE_IMPORTS = {
-  host: ['raise', 'io_read', 'io_write', 'mmio_read', 'mmio_write', 'intr_ack'],
+  host: ['raise', 'io_read', 'io_write', 'mmio_read', 'mmio_write', 'intr_ack', 'fpu_ferr'],
   env: ['memory'],
 } as const;
 
@@ -107,6 +109,7 @@ export class Cpu {
         mmio_read: (addr: number, size: number) => bus.mmioRead(addr >>> 0, size) >>> 0,
         mmio_write: (addr: number, size: number, value: number) => bus.mmioWrite(addr >>> 0, size, value >>> 0),
         intr_ack: () => bus.interruptAcknowledge(),
+        fpu_ferr: (level: number) => bus.fpuError?.(level !== 0),
       },
     };
     const instance = new WebAssembly.Instance(mod, imports);
