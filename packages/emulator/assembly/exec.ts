@@ -15,7 +15,7 @@ import {
   ES, CS, SS, DS, FS, GS, LDTR, TR, EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI,
   FLAG_CF, FLAG_PF, FLAG_AF, FLAG_ZF, FLAG_SF, FLAG_TF, FLAG_IF, FLAG_DF, FLAG_OF,
   FLAG_IOPL, FLAG_NT, FLAG_RF, FLAG_VM, FLAG_AC, FLAG_ID, FLAG_VIF, FLAG_VIP, FLAGS_ARITH,
-  CR0_PE, CR0_PG, CR0_WP, CR0_TS, CR0_EM, CR0_MP, CR0_NE, CR0_ET, CR4_PSE, CR4_PGE, CR4_TSD,
+  CR0_PE, CR0_PG, CR0_WP, CR0_TS, CR0_EM, CR0_MP, CR0_NE, CR0_ET, CR0_NW, CR0_CD, CR4_PSE, CR4_PGE, CR4_TSD,
   ATTR_VALID, ATTR_S, ATTR_CODE, ATTR_RW, ATTR_DC, ATTR_P, ATTR_DPL_SHIFT, ATTR_DB,
 } from './state';
 import {
@@ -39,7 +39,7 @@ import {
 import { string_op, S_MOVS, S_CMPS, S_STOS, S_LODS, S_SCAS, S_INS, S_OUTS } from './string';
 import { io_read, io_write, io_check } from './io';
 import {
-  load_seg, far_jump, far_call, far_ret, iret, do_interrupt, INT_SOFTWARE, INT_EXCEPTION,
+  load_seg, far_jump, far_call, far_ret, iret, do_interrupt, INT_SOFTWARE, INT_SOFTWARE_N, INT_EXCEPTION,
   fetch_descriptor, desc_lo, desc_hi, desc_attr, desc_dpl, desc_base, desc_limit, set_cpl,
   on_cr0_pe_change, rights_of, commit_cs, desc_addr,
 } from './system';
@@ -94,7 +94,8 @@ function popf(v: u32): void {
     else if (cpl() <= iopl()) mask |= FLAG_IF;
   }
   if (!o32) mask &= 0xffff;
-  set_eflags_raw((old & ~mask) | (v & mask));
+  // RF is cleared; VM, VIF and VIP are kept (SDM POPF).
+  set_eflags_raw(((old & ~mask) | (v & mask)) & ~FLAG_RF);
 }
 
 function cli_sti(set: bool): void {
@@ -303,6 +304,7 @@ function mov_to_cr(n: u32, v: u32): void {
   switch (n) {
     case 0: {
       if ((v & CR0_PG) && !(v & CR0_PE)) gp(0);
+      if ((v & CR0_NW) && !(v & CR0_CD)) gp(0); // SDM MOV CR: NW without CD is #GP(0)
       const old = cr0();
       v = (v & 0xe005003f) | CR0_ET;
       store<u32>(CPU_STATE + REG_CR0, v);
@@ -938,7 +940,8 @@ function execute(op: u32): void {
     case 0xca: far_ret(fetch_u16()); break;
     case 0xcb: far_ret(0); break;
     case 0xcc: do_interrupt(EXC_BP, INT_SOFTWARE, false, 0); break;
-    case 0xcd: { const v = fetch_u8(); do_interrupt(v, INT_SOFTWARE, false, 0); break; }
+    // INT n, unlike INT3 and INTO, is IOPL-sensitive in V86 mode (SDM Vol. 3, 20.3.1).
+    case 0xcd: { const v = fetch_u8(); do_interrupt(v, INT_SOFTWARE_N, false, 0); break; }
     case 0xce: if (get_of()) do_interrupt(EXC_OF, INT_SOFTWARE, false, 0); break;
     case 0xcf: iret(); break;
     case 0xd4: aam(fetch_u8()); break;

@@ -63,8 +63,8 @@ export const INTR_LINE: u32 = 0x140;
 export const NMI_PENDING: u32 = 0x144;
 /** 1 after HLT until an interrupt arrives. */
 export const HALTED: u32 = 0x148;
-/** Instruction count until which interrupts are inhibited (STI, MOV SS, POP SS shadow). */
-export const INHIBIT_UNTIL: u32 = 0x14c;
+/** Reserved (was a u32 slot; INHIBIT_UNTIL is a u64 and lives at 0x1e0). */
+export const RESERVED_14C: u32 = 0x14c;
 /** 0xFFFFFFFF with A20 enabled, 0xFFEFFFFF with it masked. */
 export const A20_MASK: u32 = 0x150;
 /** Why run() returned: see STOP_* in cpu.ts. */
@@ -91,6 +91,8 @@ export const RUN_TARGET: u32 = 0x1d0;
 export const HOST_REQUEST: u32 = 0x1d8;
 /** ESP at the start of the instruction, restored when a fault rolls it back. */
 export const ESP_START: u32 = 0x1dc;
+/** Instruction count (u64) until which interrupts are inhibited (STI, MOV SS, POP SS shadow). */
+export const INHIBIT_UNTIL: u32 = 0x1e0;
 
 /** x87 state, owned by fpu.ts: 0x400..0x600 of CPU_STATE. */
 export const FPU_STATE: u32 = 0x400;

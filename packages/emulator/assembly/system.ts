@@ -1,23 +1,29 @@
 // Segmentation and control transfers between code segments: segment register loads,
 // interrupt and exception delivery, far JMP/CALL/RET, IRET (SDM Vol. 3, chapters 5-7
 // and the Vol. 2 pseudocode of each instruction).
+//
+// Every protected-mode transfer follows one pattern, because a fault unwinds through the
+// host and deliver_fault() only rolls back EIP and ESP: read and check everything (the
+// descriptors, the new stack's limits, its pages through probe_frame), then write the
+// frame, then commit the registers. Nothing after the first register write can fault.
 
 import {
-  CPU_STATE, REG_EFLAGS, GDTR_BASE, GDTR_LIMIT, IDTR_BASE, IDTR_LIMIT, CPL, FAULT_VECTOR,
-  FAULT_ERROR, FAULT_HAS_ERROR, EIP_START, ESP_START, EXC_DEPTH, SHUTDOWN, HALTED, REG_EIP,
-  REG_CR0, INSTR_COUNT,
+  CPU_STATE, GDTR_BASE, GDTR_LIMIT, IDTR_BASE, IDTR_LIMIT, CPL, FAULT_VECTOR,
+  FAULT_ERROR, FAULT_HAS_ERROR, EIP_START, ESP_START, EXC_DEPTH, SHUTDOWN,
+  REG_CR0, INSTR_COUNT, NMI_MASKED,
 } from './layout';
 import {
-  seg_sel, seg_base, seg_limit, seg_attr, set_seg, reg32, set_reg32, set_eip, eip,
-  get_eflags, set_eflags_raw, update_cs_cache, update_ss_cache, protected_mode, v86_mode,
-  cpl, iopl, ES, CS, SS, DS, FS, GS, LDTR, TR, ESP, ATTR_P, ATTR_S, ATTR_CODE, ATTR_RW,
-  ATTR_DC, ATTR_DB, ATTR_VALID, ATTR_DPL_SHIFT, ATTR_ACCESSED, FLAG_IF, FLAG_TF, FLAG_NT,
-  FLAG_VM, FLAG_RF, FLAG_IOPL, FLAG_AC, FLAG_ID, FLAG_VIF, FLAG_VIP, CR0_PE,
+  seg_sel, seg_base, seg_limit, seg_attr, set_seg, reg32, reg16, set_reg32, set_reg16,
+  set_eip, eip, get_eflags, set_eflags_raw, update_cs_cache, update_ss_cache,
+  protected_mode, v86_mode, cpl, iopl, stack32, ES, CS, SS, DS, FS, GS, LDTR, ESP, TR,
+  ATTR_P, ATTR_S, ATTR_CODE, ATTR_RW, ATTR_DC, ATTR_DB, ATTR_VALID, ATTR_DPL_SHIFT,
+  ATTR_ACCESSED, FLAG_IF, FLAG_TF, FLAG_NT, FLAG_VM, FLAG_RF, FLAG_IOPL, FLAG_AC,
+  FLAG_VIF, FLAG_VIP, CR0_PE,
 } from './state';
 import {
-  raise, gp, read8_sys, read16_sys, read32_sys, write8_sys, write16_sys, write32_sys,
-  ATTR_READ_OK, ATTR_WRITE_OK, EXC_GP, EXC_NP, EXC_SS, EXC_TS, EXC_DF, EXC_PF, EXC_DE,
-  update_access_masks, fetch_invalidate, check_write_lin, read16, read32, vread16, vread32,
+  raise, gp, ss_fault, read32_sys, read16_sys, write8_sys, write16_sys, write32_sys,
+  write16, write32, translate, ATTR_READ_OK, ATTR_WRITE_OK, EXC_GP, EXC_NP, EXC_SS, EXC_TS,
+  EXC_DF, EXC_PF, EXC_DE, update_access_masks, fetch_invalidate, read16, vread16, vread32,
 } from './memory';
 import { o32, sp, set_sp, sp_add, push16, push32, check_stack_push } from './decode';
 import { task_switch, TS_JMP, TS_CALL, TS_IRET, TS_INT } from './task';
@@ -66,6 +72,15 @@ export function set_desc_accessed(): void {
     desc_hi |= 1 << 8;
     write8_sys(desc_addr + 5, desc_hi >>> 8);
   }
+}
+
+/**
+ * Set the accessed bit of the descriptor at `addr` whose high dword is `hi`: the processor
+ * does so whenever it loads a segment register from a descriptor (SDM Vol. 3, 3.4.5.1),
+ * CS and SS included.
+ */
+export function set_accessed_at(addr: u32, hi: u32): void {
+  if ((hi & (1 << 8)) == 0) write8_sys(addr + 5, (hi >>> 8) | 1);
 }
 
 /** The access rights a loaded segment grants, from its descriptor attributes. */
@@ -153,35 +168,38 @@ function check_code_desc(sel: u32, ext: u32): void {
 /** Load the SS:ESP pair for privilege level `dpl` from the current TSS (SDM Vol. 3, 7.2.1). */
 export let tss_ss: u32 = 0;
 export let tss_esp: u32 = 0;
-function tss_stack(dpl: u32): void {
+function tss_stack(dpl: u32, ext: u32): void {
   const attr = seg_attr(TR);
   const is32 = (attr & 0x8) != 0; // type 9/11: 32-bit TSS
   const base = seg_base(TR);
+  // The limit tests are the SDM's (INT n and CALL pseudocode): +5 and +3.
   if (is32) {
     const off: u32 = 4 + dpl * 8;
-    if (off + 5 > seg_limit(TR)) raise(EXC_TS, true, seg_sel(TR) & 0xfffc);
+    if (off + 5 > seg_limit(TR)) raise(EXC_TS, true, (seg_sel(TR) & 0xfffc) | ext);
     tss_esp = read32_sys(base + off);
     tss_ss = read16_sys(base + off + 4);
   } else {
     const off: u32 = 2 + dpl * 4;
-    if (off + 3 > seg_limit(TR)) raise(EXC_TS, true, seg_sel(TR) & 0xfffc);
+    if (off + 3 > seg_limit(TR)) raise(EXC_TS, true, (seg_sel(TR) & 0xfffc) | ext);
     tss_esp = read16_sys(base + off);
     tss_ss = read16_sys(base + off + 2);
   }
 }
 
-/** Check the SS named by a TSS or a far return for privilege `dpl`; leaves its descriptor in ss_lo/ss_hi. */
+/**
+ * Check the SS that a stack switch loads: from the TSS (`vector` #TS) or from a far
+ * return's stack (`vector` #GP), for privilege `dpl`. Leaves its descriptor in ss_lo/ss_hi.
+ */
 let ss_lo: u32 = 0;
 let ss_hi: u32 = 0;
-function check_new_ss(sel: u32, dpl: u32, vector: u32, errSel: bool): void {
-  const fault = vector;
-  const code = errSel ? (sel & 0xfffc) : 0;
-  if ((sel & 0xfffc) == 0) raise(fault, true, code);
-  if (!fetch_descriptor(sel)) raise(fault, true, sel & 0xfffc);
+function check_new_ss(sel: u32, dpl: u32, vector: u32, ext: u32): void {
+  if ((sel & 0xfffc) == 0) raise(vector, true, ext);
+  const err = (sel & 0xfffc) | ext;
+  if (!fetch_descriptor(sel)) raise(vector, true, err);
   const attr = desc_attr(desc_hi);
-  if ((sel & 3) != dpl || desc_dpl(desc_hi) != dpl) raise(fault, true, sel & 0xfffc);
-  if ((attr & (ATTR_S | ATTR_CODE | ATTR_RW)) != (ATTR_S | ATTR_RW)) raise(fault, true, sel & 0xfffc);
-  if ((attr & ATTR_P) == 0) raise(EXC_SS, true, sel & 0xfffc);
+  if ((sel & 3) != dpl || desc_dpl(desc_hi) != dpl) raise(vector, true, err);
+  if ((attr & (ATTR_S | ATTR_CODE | ATTR_RW)) != (ATTR_S | ATTR_RW)) raise(vector, true, err);
+  if ((attr & ATTR_P) == 0) raise(EXC_SS, true, err);
   set_desc_accessed();
   ss_lo = desc_lo;
   ss_hi = desc_hi;
@@ -206,24 +224,90 @@ function invalidate_outer_segs(): void {
   }
 }
 
-// Stack writes to an explicit SS:ESP that is not yet committed (stack switches).
-function stack_lin(base: u32, off: u32, big: bool): u32 { return base + (big ? off : off & 0xffff); }
+// ---------------------------------------------------------------------------------------
+// Stack frames pushed by interrupts and call gates, checked before anything is written.
+
+/** Whether [off, off+len) is inside a stack segment of `limit` and `attr` (expand-down aware, SDM Vol. 3, 5.3). */
+function in_stack_limits(limit: u32, attr: u32, off: u32, len: u32): bool {
+  const last = off + len - 1;
+  if (last < off) return false;
+  if ((attr & (ATTR_DC | ATTR_CODE)) == ATTR_DC) {
+    const upper: u32 = (attr & ATTR_DB) ? 0xffffffff : 0xffff;
+    return off > limit && last <= upper;
+  }
+  return last <= limit;
+}
+
+/**
+ * Whether `total` bytes pushed below stack pointer `top` fit a stack segment of `limit`
+ * and `attr`. A 16-bit stack wraps at 64 KiB, so its frame may be in two pieces.
+ */
+export function frame_fits(limit: u32, attr: u32, big: bool, top: u32, total: u32): bool {
+  if (big) return in_stack_limits(limit, attr, top - total, total);
+  const nsp = (top - total) & 0xffff;
+  if (nsp + total <= 0x10000) return in_stack_limits(limit, attr, nsp, total);
+  return in_stack_limits(limit, attr, nsp, 0x10000 - nsp) && in_stack_limits(limit, attr, 0, top);
+}
+
+function probe_lin(lin: u32, len: u32, user: bool): void {
+  translate(lin, true, user);
+  const last = lin + len - 1;
+  if ((last ^ lin) >>> 12) translate(last, true, user);
+}
+
+/** Make sure the pages of a frame (see frame_fits) are writable, so its stores cannot fault. */
+export function probe_frame(sbase: u32, big: bool, top: u32, total: u32, user: bool): void {
+  if (big) { probe_lin(sbase + top - total, total, user); return; }
+  const nsp = (top - total) & 0xffff;
+  if (nsp + total <= 0x10000) { probe_lin(sbase + nsp, total, user); return; }
+  probe_lin(sbase + nsp, 0x10000 - nsp, user);
+  probe_lin(sbase, top, user);
+}
+
+/** Store one slot of a probed frame; `user` when the new privilege is 3 (paging rights). */
+function wr(base: u32, off: u32, big: bool, is32: bool, v: u32, user: bool): void {
+  const lin = base + (big ? off : off & 0xffff);
+  if (user) {
+    if (is32) write32(lin, v); else write16(lin, v);
+  } else {
+    if (is32) write32_sys(lin, v); else write16_sys(lin, v);
+  }
+}
+
+/** ESP after a push on the new stack: a 16-bit stack changes SP only. */
+function set_stack_pointer(big: bool, v: u32): void {
+  if (big) set_reg32(ESP, v); else set_reg16(ESP, v);
+}
 
 // ---------------------------------------------------------------------------------------
 // Interrupts and exceptions.
 
 export const INT_HARDWARE: u32 = 0;
-export const INT_SOFTWARE: u32 = 1; // INT n, INT3, INTO: DPL checked, return after the instruction
+/** INT3 and INTO: gate DPL checked, return after the instruction, not IOPL-sensitive in V86. */
+export const INT_SOFTWARE: u32 = 1;
 export const INT_EXCEPTION: u32 = 2;
+/** INT n: like INT_SOFTWARE, and IOPL-sensitive in V86 mode (SDM Vol. 3, 20.3.1). */
+export const INT_SOFTWARE_N: u32 = 3;
+
+/**
+ * EXT, bit 0 of a selector error code: 1 while delivering an event external to the
+ * program (a hardware interrupt or an exception), 0 for INT n/INT3/INTO (SDM Vol. 3, 6.13).
+ * Set by do_interrupt for the faults its checks raise, and read by task_switch.
+ */
+export let event_ext: u32 = 0;
 
 /**
  * Deliver interrupt `vector`. EIP must already hold the return address (the next
  * instruction for INT n and hardware interrupts, the faulting instruction for faults).
+ * SDM Vol. 2 "INT n/INTO/INT3/INT1" pseudocode, Vol. 3 6.12.
  */
 export function do_interrupt(vector: u32, kind: u32, hasError: bool, error: u32): void {
   if (!protected_mode()) { real_interrupt(vector); return; }
-  const ext: u32 = kind == INT_SOFTWARE ? 0 : 1;
-  if (kind == INT_SOFTWARE && v86_mode() && iopl() < 3) gp(0);
+  const soft = kind == INT_SOFTWARE || kind == INT_SOFTWARE_N;
+  const ext: u32 = soft ? 0 : 1;
+  event_ext = ext;
+  // Without VME only INT n is IOPL-sensitive; INT3 and INTO go through the IDT.
+  if (kind == INT_SOFTWARE_N && v86_mode() && iopl() < 3) gp(0);
   const gateErr = (vector << 3) | 2 | ext;
   if ((vector << 3) + 7 > load<u32>(CPU_STATE + IDTR_LIMIT)) gp(gateErr);
   const ga = load<u32>(CPU_STATE + IDTR_BASE) + (vector << 3);
@@ -231,7 +315,7 @@ export function do_interrupt(vector: u32, kind: u32, hasError: bool, error: u32)
   const ghi = read32_sys(ga + 4);
   const gtype = (ghi >>> 8) & 0x1f; // S bit and type
   if (gtype != 0x05 && gtype != 0x06 && gtype != 0x07 && gtype != 0x0e && gtype != 0x0f) gp(gateErr);
-  if (kind == INT_SOFTWARE && desc_dpl(ghi) < cpl()) gp(gateErr);
+  if (soft && desc_dpl(ghi) < cpl()) gp(gateErr);
   if ((ghi & (1 << 15)) == 0) raise(EXC_NP, true, gateErr);
   if (gtype == 0x05) {
     task_switch(glo >>> 16, TS_INT, hasError, error);
@@ -243,74 +327,82 @@ export function do_interrupt(vector: u32, kind: u32, hasError: bool, error: u32)
   const offset = gate32 ? (glo & 0xffff) | (ghi & 0xffff0000) : glo & 0xffff;
   if ((sel & 0xfffc) == 0) gp(ext);
   if (!fetch_descriptor(sel)) gp((sel & 0xfffc) | ext);
-  const clo = desc_lo, chi = desc_hi;
+  const clo = desc_lo, chi = desc_hi, caddr = desc_addr;
   const cattr = desc_attr(chi);
   const cdpl = desc_dpl(chi);
   if ((cattr & (ATTR_S | ATTR_CODE)) != (ATTR_S | ATTR_CODE) || cdpl > cpl()) gp((sel & 0xfffc) | ext);
   if ((cattr & ATTR_P) == 0) raise(EXC_NP, true, (sel & 0xfffc) | ext);
   const conforming = (cattr & ATTR_DC) != 0;
+  const climit = desc_limit(clo, chi);
   const flags = get_eflags();
   const fromV86 = (flags & FLAG_VM) != 0;
   const oldCs = seg_sel(CS);
   const oldEip = eip();
   const n: u32 = gate32 ? 4 : 2;
+  const newFlags = flags & ~(FLAG_TF | FLAG_NT | FLAG_VM | FLAG_RF | (trap ? 0 : FLAG_IF));
   if (!conforming && cdpl < cpl()) {
     // Inter-privilege: switch to the TSS stack of the target level.
     if (fromV86 && cdpl != 0) gp((sel & 0xfffc) | ext);
-    tss_stack(cdpl);
-    check_new_ss(tss_ss, cdpl, EXC_TS, true);
+    tss_stack(cdpl, ext);
+    const newSs = tss_ss, newEsp = tss_esp;
+    check_new_ss(newSs, cdpl, EXC_TS, ext);
     const nlo = ss_lo, nhi = ss_hi;
     const big = (nhi & (1 << 22)) != 0;
     const sbase = desc_base(nlo, nhi);
-    const count: u32 = (fromV86 ? 9 : 5) + (hasError ? 1 : 0);
-    let nsp = big ? tss_esp : tss_esp & 0xffff;
-    // Probe the whole frame before writing any of it.
-    nsp -= count * n;
-    check_write_lin(stack_lin(sbase, nsp, big), count * n);
-    const oldSs = seg_sel(SS);
-    const oldEsp = reg32(ESP);
-    let p = nsp + count * n;
-    if (fromV86) {
-      p -= n; wr(sbase, p, big, gate32, seg_sel(GS));
-      p -= n; wr(sbase, p, big, gate32, seg_sel(FS));
-      p -= n; wr(sbase, p, big, gate32, seg_sel(DS));
-      p -= n; wr(sbase, p, big, gate32, seg_sel(ES));
+    const total = ((fromV86 ? 9 : 5) + (hasError ? 1 : 0)) * n;
+    const top = big ? newEsp : newEsp & 0xffff;
+    if (!frame_fits(desc_limit(nlo, nhi), desc_attr(nhi), big, top, total)) {
+      raise(EXC_SS, true, (newSs & 0xfffc) | ext);
     }
-    p -= n; wr(sbase, p, big, gate32, oldSs);
-    p -= n; wr(sbase, p, big, gate32, oldEsp);
-    p -= n; wr(sbase, p, big, gate32, flags);
-    p -= n; wr(sbase, p, big, gate32, oldCs);
-    p -= n; wr(sbase, p, big, gate32, oldEip);
-    if (hasError) { p -= n; wr(sbase, p, big, gate32, error); }
+    if (offset > climit) gp(ext);
+    probe_frame(sbase, big, top, total, false);
+    set_accessed_at(caddr, chi);
+    let p = top;
     if (fromV86) {
-      for (let s: i32 = 0; s < 6; s++) if (s != CS && s != SS) set_seg(s, 0, 0, 0, 0);
+      p -= n; wr(sbase, p, big, gate32, seg_sel(GS), false);
+      p -= n; wr(sbase, p, big, gate32, seg_sel(FS), false);
+      p -= n; wr(sbase, p, big, gate32, seg_sel(DS), false);
+      p -= n; wr(sbase, p, big, gate32, seg_sel(ES), false);
     }
-    set_eflags_raw(flags & ~(FLAG_TF | FLAG_NT | FLAG_VM | FLAG_RF | (trap ? 0 : FLAG_IF)));
-    commit_ss((tss_ss & 0xfffc) | cdpl, nlo, nhi);
-    if (big) set_reg32(ESP, p); else store<u16>(CPU_STATE + ESP * 4, <u16>p);
+    p -= n; wr(sbase, p, big, gate32, seg_sel(SS), false);
+    p -= n; wr(sbase, p, big, gate32, reg32(ESP), false);
+    p -= n; wr(sbase, p, big, gate32, flags, false);
+    p -= n; wr(sbase, p, big, gate32, oldCs, false);
+    p -= n; wr(sbase, p, big, gate32, oldEip, false);
+    if (hasError) { p -= n; wr(sbase, p, big, gate32, error, false); }
+    // Leaving V86 mode: the data segments of the 8086 program mean nothing to the handler.
+    if (fromV86) {
+      set_seg(ES, 0, 0, 0, 0);
+      set_seg(DS, 0, 0, 0, 0);
+      set_seg(FS, 0, 0, 0, 0);
+      set_seg(GS, 0, 0, 0, 0);
+    }
+    set_eflags_raw(newFlags);
+    commit_ss((newSs & 0xfffc) | cdpl, nlo, nhi);
+    set_stack_pointer(big, p);
     commit_cs(sel, clo, chi, cdpl);
   } else {
+    // Same privilege: a conforming handler, or DPL = CPL.
     if (fromV86) gp((sel & 0xfffc) | ext);
-    const big = (seg_attr(SS) & ATTR_DB) != 0;
+    const big = stack32();
+    const top = big ? reg32(ESP) : reg16(ESP);
+    const total = (3 + (hasError ? 1 : 0)) * n;
+    if (!frame_fits(seg_limit(SS), seg_attr(SS), big, top, total)) raise(EXC_SS, true, ext);
+    if (offset > climit) gp(ext);
+    const user = cpl() == 3;
     const sbase = seg_base(SS);
-    const count: u32 = 3 + (hasError ? 1 : 0);
-    let p = sp();
-    const nsp = big ? p - count * n : (p - count * n) & 0xffff;
-    check_write_lin(stack_lin(sbase, nsp, big), count * n);
-    p -= n; wr(sbase, p, big, gate32, flags);
-    p -= n; wr(sbase, p, big, gate32, oldCs);
-    p -= n; wr(sbase, p, big, gate32, oldEip);
-    if (hasError) { p -= n; wr(sbase, p, big, gate32, error); }
-    set_sp(big ? p : p & 0xffff);
-    set_eflags_raw(flags & ~(FLAG_TF | FLAG_NT | FLAG_VM | FLAG_RF | (trap ? 0 : FLAG_IF)));
-    commit_cs(sel, clo, chi, conforming ? cpl() : cdpl);
+    probe_frame(sbase, big, top, total, user);
+    set_accessed_at(caddr, chi);
+    let p = top;
+    p -= n; wr(sbase, p, big, gate32, flags, user);
+    p -= n; wr(sbase, p, big, gate32, oldCs, user);
+    p -= n; wr(sbase, p, big, gate32, oldEip, user);
+    if (hasError) { p -= n; wr(sbase, p, big, gate32, error, user); }
+    set_stack_pointer(big, p);
+    set_eflags_raw(newFlags);
+    commit_cs(sel, clo, chi, cpl());
   }
   set_eip(offset);
-}
-
-function wr(base: u32, off: u32, big: bool, is32: bool, v: u32): void {
-  const lin = stack_lin(base, off, big);
-  if (is32) write32_sys(lin, v); else write16_sys(lin, v);
 }
 
 /** Real-mode delivery through the interrupt vector table (SDM Vol. 3, 20.1.4). */
@@ -335,6 +427,9 @@ function contributory(v: u32): bool { return v == EXC_DE || (v >= 10 && v <= 13)
  * Deliver the exception recorded by raise(). The instruction is rolled back to its start
  * (faults are restartable), then the vector goes through the IDT. A fault while delivering
  * escalates to #DF, and one during #DF shuts the CPU down (triple fault).
+ *
+ * A task switch sets EIP_START/ESP_START to the new task's EIP/ESP at its commit point,
+ * so a fault after that point is rolled back to, and reported in, the new task.
  */
 export function deliver_fault(): void {
   // Delivery counts as a step, so a guest whose handlers fault forever still advances the
@@ -399,7 +494,7 @@ export function far_jump(sel: u32, off: u32): void {
   }
   const type = attr & 0xf;
   if (type == 0x4 || type == 0xc) {
-    // Call gate: JMP stays at the same privilege (SDM JMP, "call gate").
+    // Call gate: JMP stays at the same privilege, parameters ignored (SDM JMP, "call gate").
     if (dpl < c || dpl < (sel & 3)) gp(sel & 0xfffc);
     if ((attr & ATTR_P) == 0) raise(EXC_NP, true, sel & 0xfffc);
     const glo = desc_lo, ghi = desc_hi;
@@ -417,6 +512,7 @@ export function far_jump(sel: u32, off: u32): void {
     return;
   }
   if (type == 0x5 || type == 0x1 || type == 0x9) {
+    // A task gate or an available TSS; a busy TSS is #GP below (SDM JMP, TASK-STATE-SEGMENT).
     if (dpl < c || dpl < (sel & 3)) gp(sel & 0xfffc);
     if ((attr & ATTR_P) == 0) raise(EXC_NP, true, sel & 0xfffc);
     task_switch(type == 0x5 ? desc_lo >>> 16 : sel, TS_JMP, false, 0);
@@ -445,12 +541,14 @@ export function far_call(sel: u32, off: u32): void {
     if (attr & ATTR_DC) { if (dpl > c) gp(sel & 0xfffc); }
     else if ((sel & 3) > c || dpl != c) gp(sel & 0xfffc);
     if ((attr & ATTR_P) == 0) raise(EXC_NP, true, sel & 0xfffc);
-    const lo = desc_lo, hi = desc_hi;
+    const lo = desc_lo, hi = desc_hi, addr = desc_addr;
+    // SDM CALL: room for the return address (#SS(0)) is checked before the target's limit.
+    check_stack_push(2, o32 ? 4 : 2);
     if (off > desc_limit(lo, hi)) gp(0);
+    set_accessed_at(addr, hi);
     const oldCs = seg_sel(CS);
     const oldIp = eip();
-    if (o32) { push_pair32(oldCs, oldIp); } else { push_pair16(oldCs, oldIp); }
-    set_desc_accessed();
+    if (o32) { push32(oldCs); push32(oldIp); } else { push16(oldCs); push16(oldIp); }
     commit_cs(sel, lo, hi, c);
     set_eip(off);
     return;
@@ -475,7 +573,11 @@ function push_pair16(a: u32, b: u32): void {
   push16(a); push16(b);
 }
 
-/** CALL through a call gate, with a stack switch and parameter copy to an inner level (SDM Vol. 3, 5.8.5). */
+/**
+ * CALL through a call gate (SDM CALL pseudocode, Vol. 3 5.8.5): to an inner level with a
+ * stack switch from the TSS and `count` parameters copied from the caller's stack, or at
+ * the same level (a conforming target, or DPL = CPL).
+ */
 function call_gate(sel: u32, c: u32): void {
   const gdpl = desc_dpl(desc_hi);
   const gattr = desc_attr(desc_hi);
@@ -487,48 +589,59 @@ function call_gate(sel: u32, c: u32): void {
   const goff = gate32 ? (glo & 0xffff) | (ghi & 0xffff0000) : glo & 0xffff;
   const params = ghi & 0x1f;
   check_code_desc(csel, 0);
-  const clo = desc_lo, chi = desc_hi;
+  const clo = desc_lo, chi = desc_hi, caddr = desc_addr;
   const cattr = desc_attr(chi);
   const cdpl = desc_dpl(chi);
   if (cdpl > c) gp(csel & 0xfffc);
   if ((cattr & ATTR_P) == 0) raise(EXC_NP, true, csel & 0xfffc);
-  if (goff > desc_limit(clo, chi)) gp(0);
+  const climit = desc_limit(clo, chi);
   const n: u32 = gate32 ? 4 : 2;
   const oldCs = seg_sel(CS);
   const oldEip = eip();
   if ((cattr & ATTR_DC) == 0 && cdpl < c) {
-    tss_stack(cdpl);
-    check_new_ss(tss_ss, cdpl, EXC_TS, true);
+    tss_stack(cdpl, 0);
+    const newSs = tss_ss, newEsp = tss_esp;
+    check_new_ss(newSs, cdpl, EXC_TS, 0);
     const nlo = ss_lo, nhi = ss_hi;
     const big = (nhi & (1 << 22)) != 0;
     const sbase = desc_base(nlo, nhi);
     const total = (4 + params) * n;
-    let p = big ? tss_esp : tss_esp & 0xffff;
-    check_write_lin(stack_lin(sbase, p - total, big), total);
-    const oldSs = seg_sel(SS);
-    const oldEsp = reg32(ESP);
-    const oldBig = (seg_attr(SS) & ATTR_DB) != 0;
-    const oldBase = seg_base(SS);
-    p -= n; wr(sbase, p, big, gate32, oldSs);
-    p -= n; wr(sbase, p, big, gate32, oldEsp);
+    const top = big ? newEsp : newEsp & 0xffff;
+    if (!frame_fits(desc_limit(nlo, nhi), desc_attr(nhi), big, top, total)) ss_fault(newSs & 0xfffc);
+    if (goff > climit) gp(0);
+    probe_frame(sbase, big, top, total, false);
+    set_accessed_at(caddr, chi);
+    const oldBig = stack32();
+    const oldSp = oldBig ? reg32(ESP) : reg16(ESP);
+    let p = top;
+    p -= n; wr(sbase, p, big, gate32, seg_sel(SS), false);
+    p -= n; wr(sbase, p, big, gate32, reg32(ESP), false);
+    // The parameters keep their order: the one at the caller's ESP lands at the callee's
+    // ESP + 8 (+ 4 for 16-bit gates). Reading them may fault on the caller's stack, which
+    // is fine: nothing but memory below the new ESP has been written yet.
     for (let i: i32 = <i32>params - 1; i >= 0; i--) {
-      const src = stack_lin(oldBase, (oldBig ? oldEsp : oldEsp & 0xffff) + <u32>i * n, oldBig);
-      const v = gate32 ? read32(src) : read16(src);
-      p -= n; wr(sbase, p, big, gate32, v);
+      const src = oldBig ? oldSp + <u32>i * n : (oldSp + <u32>i * n) & 0xffff;
+      const v = gate32 ? vread32(SS, src) : vread16(SS, src);
+      p -= n; wr(sbase, p, big, gate32, v, false);
     }
-    p -= n; wr(sbase, p, big, gate32, oldCs);
-    p -= n; wr(sbase, p, big, gate32, oldEip);
-    commit_ss((tss_ss & 0xfffc) | cdpl, nlo, nhi);
-    if (big) set_reg32(ESP, p); else store<u16>(CPU_STATE + ESP * 4, <u16>p);
+    p -= n; wr(sbase, p, big, gate32, oldCs, false);
+    p -= n; wr(sbase, p, big, gate32, oldEip, false);
+    commit_ss((newSs & 0xfffc) | cdpl, nlo, nhi);
+    set_stack_pointer(big, p);
     commit_cs(csel, clo, chi, cdpl);
   } else {
-    const big = (seg_attr(SS) & ATTR_DB) != 0;
+    const big = stack32();
+    const top = big ? reg32(ESP) : reg16(ESP);
+    if (!frame_fits(seg_limit(SS), seg_attr(SS), big, top, 2 * n)) ss_fault(0);
+    if (goff > climit) gp(0);
+    const user = c == 3;
     const sbase = seg_base(SS);
-    let p = sp();
-    check_write_lin(stack_lin(sbase, big ? p - 2 * n : (p - 2 * n) & 0xffff, big), 2 * n);
-    p -= n; wr(sbase, p, big, gate32, oldCs);
-    p -= n; wr(sbase, p, big, gate32, oldEip);
-    set_sp(big ? p : p & 0xffff);
+    probe_frame(sbase, big, top, 2 * n, user);
+    set_accessed_at(caddr, chi);
+    let p = top;
+    p -= n; wr(sbase, p, big, gate32, oldCs, user);
+    p -= n; wr(sbase, p, big, gate32, oldEip, user);
+    set_stack_pointer(big, p);
     commit_cs(csel, clo, chi, c);
   }
   set_eip(goff);
@@ -553,14 +666,14 @@ export function far_ret(imm: u32): void {
   const rpl = sel & 3;
   if (rpl < c) gp(sel & 0xfffc);
   check_code_desc(sel, 0);
-  const lo = desc_lo, hi = desc_hi;
+  const lo = desc_lo, hi = desc_hi, addr = desc_addr;
   const attr = desc_attr(hi);
   const dpl = desc_dpl(hi);
   if ((attr & ATTR_DC) ? dpl > rpl : dpl != rpl) gp(sel & 0xfffc);
   if ((attr & ATTR_P) == 0) raise(EXC_NP, true, sel & 0xfffc);
   if (rpl == c) {
     if (off > desc_limit(lo, hi)) gp(0);
-    set_desc_accessed();
+    set_accessed_at(addr, hi);
     commit_cs(sel, lo, hi, c);
     set_eip(off);
     set_sp(sp_add(s, 2 * n + imm));
@@ -570,30 +683,28 @@ export function far_ret(imm: u32): void {
   const at = sp_add(s, 2 * n + imm);
   const newEsp = read_stack(at, n);
   const newSs = read_stack(sp_add(at, n), 2);
-  check_new_ss(newSs, rpl, EXC_GP, true);
+  check_new_ss(newSs, rpl, EXC_GP, 0);
   const nlo = ss_lo, nhi = ss_hi;
   if (off > desc_limit(lo, hi)) gp(0);
+  set_accessed_at(addr, hi);
   commit_cs(sel, lo, hi, rpl);
   commit_ss(newSs, nlo, nhi);
   const big = (nhi & (1 << 22)) != 0;
-  if (big) set_reg32(ESP, newEsp + imm); else store<u16>(CPU_STATE + ESP * 4, <u16>(newEsp + imm));
+  set_stack_pointer(big, newEsp + imm);
   set_eip(off);
   invalidate_outer_segs();
 }
 
 function read_stack(off: u32, n: u32): u32 {
-  const big = (seg_attr(SS) & ATTR_DB) != 0;
-  const o = big ? off : off & 0xffff;
+  const o = stack32() ? off : off & 0xffff;
   // Stack reads obey SS limits like any access.
-  if (n == 4) return vread_ss32(o);
-  return vread_ss16(o);
+  return n == 4 ? vread32(SS, o) : vread16(SS, o);
 }
-
-@inline function vread_ss16(o: u32): u32 { return vread16(SS, o); }
-@inline function vread_ss32(o: u32): u32 { return vread32(SS, o); }
 
 /** IRET / IRETD (SDM IRET pseudocode). */
 export function iret(): void {
+  // IRET ends NMI blocking even when it faults (SDM Vol. 3, 6.7.1).
+  store<u32>(CPU_STATE + NMI_MASKED, 0);
   const n: u32 = o32 ? 4 : 2;
   const s = sp();
   if (!protected_mode()) {
@@ -614,8 +725,10 @@ export function iret(): void {
     const ip = read_stack(s, n);
     const cs = read_stack(sp_add(s, n), 2);
     const fl = read_stack(sp_add(s, 2 * n), n);
+    // The V86 code segment is 64 KiB (SDM IRET: "IF tempEIP not within CS limit #GP(0)").
+    if (ip > 0xffff) gp(0);
     load_seg_real(CS, cs);
-    set_eip(o32 ? ip : ip & 0xffff);
+    set_eip(ip);
     set_sp(sp_add(s, 3 * n));
     const old = get_eflags();
     const keep: u32 = FLAG_IOPL | FLAG_VM | FLAG_VIF | FLAG_VIP | (o32 ? 0 : 0xffff0000);
@@ -624,6 +737,7 @@ export function iret(): void {
   }
   const cur = get_eflags();
   if (cur & FLAG_NT) {
+    // Return from a nested task to the one in the back link (SDM IRET, TASK-RETURN).
     task_switch(read16_sys(seg_base(TR)), TS_IRET, false, 0);
     return;
   }
@@ -635,7 +749,7 @@ export function iret(): void {
   const rpl = cs & 3;
   if (rpl < c) gp(cs & 0xfffc);
   check_code_desc(cs, 0);
-  const lo = desc_lo, hi = desc_hi;
+  const lo = desc_lo, hi = desc_hi, addr = desc_addr;
   const attr = desc_attr(hi);
   const dpl = desc_dpl(hi);
   if ((attr & ATTR_DC) ? dpl > rpl : dpl != rpl) gp(cs & 0xfffc);
@@ -648,6 +762,7 @@ export function iret(): void {
   const newFlags = (cur & ~mask) | (fl & mask);
   if (rpl == c) {
     if (ip > desc_limit(lo, hi)) gp(0);
+    set_accessed_at(addr, hi);
     commit_cs(cs, lo, hi, c);
     set_eip(ip);
     set_sp(sp_add(s, 3 * n));
@@ -657,13 +772,13 @@ export function iret(): void {
   const at = sp_add(s, 3 * n);
   const newEsp = read_stack(at, n);
   const newSs = read_stack(sp_add(at, n), 2);
-  check_new_ss(newSs, rpl, EXC_GP, true);
+  check_new_ss(newSs, rpl, EXC_GP, 0);
   const nlo = ss_lo, nhi = ss_hi;
   if (ip > desc_limit(lo, hi)) gp(0);
+  set_accessed_at(addr, hi);
   commit_cs(cs, lo, hi, rpl);
   commit_ss(newSs, nlo, nhi);
-  const big = (nhi & (1 << 22)) != 0;
-  if (big) set_reg32(ESP, newEsp); else store<u16>(CPU_STATE + ESP * 4, <u16>newEsp);
+  set_stack_pointer((nhi & (1 << 22)) != 0, newEsp);
   set_eip(ip);
   set_eflags_raw(newFlags);
   invalidate_outer_segs();

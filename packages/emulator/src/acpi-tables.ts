@@ -218,41 +218,40 @@ function buildFadt(opts: AcpiTablesOptions, facs: number, dsdt: number): Uint8Ar
   const reset = opts.resetRegister === undefined ? { port: RESET_CONTROL_PORT, value: 0x06 } : opts.resetRegister;
   const t = new Uint8Array(FADT_LENGTH);
   const dv = new DataView(t.buffer);
-  const b = (off: number) => off - HEADER_LENGTH; // body offsets: the spec's offsets minus the header
-  // Field offsets below are ACPI 6.5 table 5.9's.
-  dv.setUint32(b(36), facs, true); // FIRMWARE_CTRL (X_FIRMWARE_CTRL stays 0: 5.2.9 allows one of the two)
-  dv.setUint32(b(40), dsdt, true); // DSDT
-  dv.setUint8(b(45), 0); // Preferred_PM_Profile: unspecified
-  dv.setUint16(b(46), opts.sciIrq ?? IRQ_ACPI_SCI, true); // SCI_INT
+  // Field offsets are ACPI 6.5 table 5.9's; sdt() below fills in the header.
+  dv.setUint32(36, facs, true); // FIRMWARE_CTRL (X_FIRMWARE_CTRL stays 0: 5.2.9 allows one of the two)
+  dv.setUint32(40, dsdt, true); // DSDT
+  dv.setUint8(45, 0); // Preferred_PM_Profile: unspecified
+  dv.setUint16(46, opts.sciIrq ?? IRQ_ACPI_SCI, true); // SCI_INT
   // SMI_CMD = 0 and ACPI_ENABLE = ACPI_DISABLE = 0: the hardware is always in ACPI mode, so
   // the OS never asks firmware to switch (there is none to ask).
-  dv.setUint32(b(48), 0, true);
-  dv.setUint32(b(56), pm + PM1_STS_OFFSET, true); // PM1a_EVT_BLK
-  dv.setUint32(b(64), pm + PM1_CNT_OFFSET, true); // PM1a_CNT_BLK
-  dv.setUint32(b(76), pm + PM_TMR_OFFSET, true); // PM_TMR_BLK
-  dv.setUint8(b(88), PM1_EVT_LEN);
-  dv.setUint8(b(89), PM1_CNT_LEN);
-  dv.setUint8(b(91), PM_TMR_LEN);
+  dv.setUint32(48, 0, true);
+  dv.setUint32(56, pm + PM1_STS_OFFSET, true); // PM1a_EVT_BLK
+  dv.setUint32(64, pm + PM1_CNT_OFFSET, true); // PM1a_CNT_BLK
+  dv.setUint32(76, pm + PM_TMR_OFFSET, true); // PM_TMR_BLK
+  dv.setUint8(88, PM1_EVT_LEN);
+  dv.setUint8(89, PM1_CNT_LEN);
+  dv.setUint8(91, PM_TMR_LEN);
   // No GPE blocks (GPE0_BLK = 0, GPE0_BLK_LEN = 0).
   // C2/C3 latencies above 100/1000 us say "not supported": the guest idles with HLT (C1).
-  dv.setUint16(b(96), 101, true);
-  dv.setUint16(b(98), 1001, true);
-  dv.setUint8(b(108), CMOS_CENTURY);
-  dv.setUint16(b(109), BOOT_LEGACY_DEVICES | BOOT_8042 | BOOT_VGA_NOT_PRESENT | BOOT_MSI_NOT_SUPPORTED, true);
+  dv.setUint16(96, 101, true);
+  dv.setUint16(98, 1001, true);
+  dv.setUint8(108, CMOS_CENTURY);
+  dv.setUint16(109, BOOT_LEGACY_DEVICES | BOOT_8042 | BOOT_VGA_NOT_PRESENT | BOOT_MSI_NOT_SUPPORTED, true);
   let flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_FIX_RTC;
   if (timerBits === 32) flags |= FADT_TMR_VAL_EXT;
   if (reset) {
     flags |= FADT_RESET_REG_SUP;
-    ioGas(dv, b(116), reset.port, 8, 1); // RESET_REG: one byte
-    dv.setUint8(b(128), reset.value); // RESET_VALUE
+    ioGas(dv, 116, reset.port, 8, 1); // RESET_REG: one byte
+    dv.setUint8(128, reset.value); // RESET_VALUE
   }
-  dv.setUint32(b(112), flags, true);
+  dv.setUint32(112, flags, true);
   // The X_ blocks repeat the legacy addresses (ACPICA tbfadt.c checks they agree). Access
   // size 0 (undefined) is what ACPICA itself fills in when it converts legacy fields.
-  dv.setBigUint64(b(140), BigInt(dsdt), true); // X_DSDT
-  ioGas(dv, b(148), pm + PM1_STS_OFFSET, PM1_EVT_LEN * 8, 0); // X_PM1a_EVT_BLK
-  ioGas(dv, b(172), pm + PM1_CNT_OFFSET, PM1_CNT_LEN * 8, 0); // X_PM1a_CNT_BLK
-  ioGas(dv, b(208), pm + PM_TMR_OFFSET, PM_TMR_LEN * 8, 0); // X_PM_TMR_BLK
+  dv.setBigUint64(140, BigInt(dsdt), true); // X_DSDT
+  ioGas(dv, 148, pm + PM1_STS_OFFSET, PM1_EVT_LEN * 8, 0); // X_PM1a_EVT_BLK
+  ioGas(dv, 172, pm + PM1_CNT_OFFSET, PM1_CNT_LEN * 8, 0); // X_PM1a_CNT_BLK
+  ioGas(dv, 208, pm + PM_TMR_OFFSET, PM_TMR_LEN * 8, 0); // X_PM_TMR_BLK
   return sdt('FACP', FADT_REVISION, t.subarray(HEADER_LENGTH));
 }
 

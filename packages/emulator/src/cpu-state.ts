@@ -42,7 +42,7 @@ export class CpuStateView {
     for (const name of ['REG_EAX', 'REG_EIP', 'SEG_BASE_OFF', 'SEG_SIZE', 'REG_CR0', 'REG_CR2', 'REG_CR3',
       'REG_CR4', 'REG_DR0', 'CPL', 'A20_MASK', 'INTR_LINE', 'NMI_PENDING', 'HALTED', 'HOST_REQUEST',
       'SHUTDOWN', 'STOP_REASON', 'TSC_OFFSET', 'GDTR_BASE', 'GDTR_LIMIT', 'IDTR_BASE', 'IDTR_LIMIT',
-      'DIRTY_COUNT', 'FPU_STATE', 'INSTR_COUNT']) {
+      'DIRTY_COUNT', 'FPU_STATE', 'INSTR_COUNT', 'FAULT_VECTOR', 'FAULT_ERROR', 'EIP_START']) {
       this.off[name] = g(name);
     }
     this.off.DIRTY_LIST = g('DIRTY_LIST');
@@ -133,6 +133,10 @@ export class CpuStateView {
     this.core.tlb_flush();
   }
   get cpl(): number { return this.word(this.off.CPL); }
+  get faultVector(): number { return this.word(this.off.FAULT_VECTOR); }
+  get faultError(): number { return this.word(this.off.FAULT_ERROR); }
+  /** EIP of the first byte of the instruction being executed (or that faulted). */
+  get eipStart(): number { return this.word(this.off.EIP_START); }
   /** Added to the instruction counter to form the guest TSC. */
   get tscOffset(): bigint { return new BigUint64Array(this.memory.buffer, this.base + this.off.TSC_OFFSET, 1)[0]; }
   set tscOffset(v: bigint) { new BigUint64Array(this.memory.buffer, this.base + this.off.TSC_OFFSET, 1)[0] = BigInt.asUintN(64, v); }

@@ -86,6 +86,8 @@ export class Cpu {
   readonly state: CpuStateView;
   readonly ramBytes: number;
   private faultPending = false;
+  /** Called for every exception the core raises, before delivery (diagnostics, tracing). */
+  onFault: ((vector: number, error: number, eip: number) => void) | undefined;
   private readonly counterAddr: number;
   private readonly targetAddr: number;
 
@@ -153,6 +155,10 @@ export class Cpu {
       } catch (e) {
         if (e !== CORE_FAULT) throw e;
         this.faultPending = true;
+        if (this.onFault) {
+          const st = this.state;
+          this.onFault(st.faultVector, st.faultError, st.eipStart);
+        }
       }
     }
   }

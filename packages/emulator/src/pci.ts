@@ -4,14 +4,17 @@
  * resource assignment a BIOS would otherwise do.
  *
  * Port map (the platform registers the two PortDevices):
- *   pci.configAddress  0xCF8-0xCFB  CONFIG_ADDRESS (dword accesses only)
+ *   pci.configAddress  0xCF8        CONFIG_ADDRESS, dword accesses only. Register one port:
+ *                                   the bus dispatches by the first port, and byte accesses
+ *                                   to 0xCF9 belong to the PIIX reset control register.
  *   pci.configData     0xCFC-0xCFF  CONFIG_DATA (byte/word/dword at any offset)
  *
  * Linux finds the bus by probing mechanism #1 (arch/x86/pci/direct.c, pci_check_type1:
  * CONFIG_ADDRESS must read back 0x80000000) and pci_sanity_check (a host bridge class or an
- * Intel vendor ID on bus 0). With no $PIR table and no ACPI, arch/x86/pci/irq.c keeps the
- * IRQ found in each function's Interrupt Line register, which is why assignResources writes
- * it from the platform's routing.
+ * Intel vendor ID on bus 0). With no $PIR table, and with ACPI but no _PRT, Linux keeps the
+ * IRQ found in each function's Interrupt Line register (arch/x86/pci/irq.c pirq_enable_irq,
+ * drivers/acpi/pci_irq.c "no GSI"), which is why assignResources writes it from the
+ * platform's routing.
  *
  * References: PCI Local Bus Specification 3.0 (3.2.2.3.2 mechanism #1, 6.1 configuration
  * header, 6.2.5 base address registers), Intel 82441FX (i440FX) and 82371SB (PIIX3)
@@ -148,9 +151,9 @@ export class PciConfigSpace {
     return v >>> 0;
   }
 
-  /** A configuration write by the guest: read-only bits kept, RW1C bits cleared by ones. */
-  guestWrite(offset: number, value: number, size: AccessSize): void {
-    for (let i = 0; i < size; i++) {
+  /** A configuration write of `length` bytes by the guest: read-only bits kept, RW1C bits cleared by ones. */
+  guestWrite(offset: number, value: number, length: number): void {
+    for (let i = 0; i < length; i++) {
       const o = offset + i;
       const b = (value >>> (8 * i)) & 0xff;
       const wm = this.writeMask[o];
@@ -210,7 +213,7 @@ export interface PciFunction {
   /** BAR0-5 in order; undefined for an unimplemented BAR. Must match `config`'s masks. */
   readonly bars: readonly (PciBar | undefined)[];
   /** Side effects of a guest configuration write, after the masked write has landed. */
-  configWritten?(offset: number, size: AccessSize): void;
+  configWritten?(offset: number, length: number): void;
 }
 
 /** Intel 82441FX PMC: the i440FX host bridge at 00:00.0 (datasheet 3.2; QEMU i440fx). */
@@ -253,7 +256,10 @@ export class Piix3IsaBridge implements PciFunction {
 export interface PciBusOptions {
   ports: PortBus;
   mmio: MmioBus;
-  /** The interrupt controller input for ISA IRQ n: where routed INTx lines end up. */
+  /**
+   * A connection to ISA IRQ n (Pic8259.irq): where routed INTx lines end up. Called once per
+   * IRQ the routing uses; the bus ORs the functions sharing it onto that one connection.
+   */
   irq: (n: number) => IrqLine;
 }
 
@@ -305,7 +311,7 @@ export class PciBus implements Persistent<PciBusState> {
   readonly stateName = 'pci';
   readonly stateVersion = 1;
 
-  /** CONFIG_ADDRESS, ports 0xCF8-0xCFB. */
+  /** CONFIG_ADDRESS at port 0xCF8 (register one port: 0xCF9 is PIIX reset control). */
   readonly configAddress: PortDevice;
   /** CONFIG_DATA, ports 0xCFC-0xCFF. */
   readonly configData: PortDevice;
@@ -314,6 +320,8 @@ export class PciBus implements Persistent<PciBusState> {
   private readonly slots: (Plugged | undefined)[] = new Array(SLOTS * FUNCTIONS_PER_SLOT).fill(undefined);
   private readonly intxLevels = new Uint8Array(SLOTS * FUNCTIONS_PER_SLOT);
   private readonly irqLevels = new Map<number, boolean>();
+  /** One connection per ISA IRQ, taken from the interrupt controller once and kept. */
+  private readonly irqLines = new Map<number, IrqLine>();
   private ioDecoded: Decoded[] = [];
   private mmioDecoded: Decoded[] = [];
   private readonly claimedPorts = new Uint8Array(0x10000);
@@ -372,25 +380,37 @@ export class PciBus implements Persistent<PciBusState> {
    */
   assignResources(windows: PciResourceWindows): void {
     const { ioBase, ioLimit, mmioBase, mmioLimit } = windows;
-    if (!(ioBase >= 0 && ioLimit <= 0xffff && ioBase <= ioLimit)) throw new RangeError(`pci: bad I/O window ${ioBase}-${ioLimit}`);
+    // Address 0 means "unassigned" to the decoder (and to Linux), so neither window starts there.
+    if (!(ioBase > 0 && ioLimit <= 0xffff && ioBase <= ioLimit)) throw new RangeError(`pci: bad I/O window ${ioBase}-${ioLimit}`);
     if (!(mmioBase > 0 && mmioLimit <= 0xffffffff && mmioBase <= mmioLimit)) throw new RangeError(`pci: bad MMIO window ${mmioBase}-${mmioLimit}`);
     const plugged = this.slots.filter((p): p is Plugged => p !== undefined);
-    const requests: { p: Plugged; index: number; bar: PciBar }[] = [];
-    for (const p of plugged) p.fn.bars.forEach((bar, index) => { if (bar) requests.push({ p, index, bar }); });
+    const requests: { p: Plugged; index: number; bar: PciBar; base: number }[] = [];
+    for (const p of plugged) p.fn.bars.forEach((bar, index) => { if (bar) requests.push({ p, index, bar, base: 0 }); });
     requests.sort((a, b) => b.bar.size - a.bar.size || a.p.devfn - b.p.devfn || a.index - b.index);
+    // Plan everything first, so a platform error leaves the bus untouched.
     let nextIo = ioBase;
     let nextMem = mmioBase;
     for (const r of requests) {
       const io = r.bar.kind === 'io';
-      const base = alignUp(io ? nextIo : nextMem, r.bar.size);
-      const limit = io ? ioLimit : mmioLimit;
-      if (base + r.bar.size - 1 > limit) {
+      r.base = alignUp(io ? nextIo : nextMem, r.bar.size);
+      if (r.base + r.bar.size - 1 > (io ? ioLimit : mmioLimit)) {
         throw new Error(`pci: ${r.p.fn.name} BAR${r.index} (${r.bar.size} bytes) does not fit the ${io ? 'I/O' : 'memory'} window`);
       }
-      if (io) nextIo = base + r.bar.size; else nextMem = base + r.bar.size;
-      // As firmware does: the write keeps the BAR's read-only type bits.
-      r.p.fn.config.guestWrite(PCI_BASE_ADDRESS_0 + 4 * r.index, base, 4);
+      if (io) nextIo = r.base + r.bar.size; else nextMem = r.base + r.bar.size;
     }
+    const routes = new Map<Plugged, number | undefined>();
+    for (const p of plugged) {
+      const pin = p.fn.config.interruptPin;
+      if (pin < 1 || pin > 4) continue;
+      const irq = windows.irqFor(p.devfn >> 3, pin);
+      if (irq !== undefined && !(Number.isInteger(irq) && irq >= 0 && irq <= 15 && irq !== 2)) {
+        throw new RangeError(`pci: irqFor(${p.devfn >> 3}, ${pin}) returned ${irq}, not an ISA IRQ`);
+      }
+      routes.set(p, irq);
+    }
+
+    // As firmware does: the BAR write keeps the read-only type bits.
+    for (const r of requests) r.p.fn.config.guestWrite(PCI_BASE_ADDRESS_0 + 4 * r.index, r.base, 4);
     for (const p of plugged) {
       const c = p.fn.config;
       const bars = p.fn.bars.filter((b): b is PciBar => b !== undefined);
@@ -400,18 +420,13 @@ export class PciBus implements Persistent<PciBusState> {
         if (bars.some((b) => b.kind === 'memory')) cmd |= PCI_COMMAND_MEMORY;
         c.set16(PCI_COMMAND, cmd);
       }
-      const pin = c.interruptPin;
-      if (pin >= 1 && pin <= 4) {
-        const irq = windows.irqFor(p.devfn >> 3, pin);
-        if (irq !== undefined && !(Number.isInteger(irq) && irq >= 0 && irq <= 15)) {
-          throw new RangeError(`pci: irqFor(${p.devfn >> 3}, ${pin}) returned ${irq}, not an ISA IRQ`);
-        }
-        const previous = p.routedIrq;
-        p.routedIrq = irq;
-        c.bytes[PCI_INTERRUPT_LINE] = irq ?? PCI_INTERRUPT_LINE_NONE;
-        this.updateIrq(previous);
-        this.updateIrq(irq);
-      }
+    }
+    for (const [p, irq] of routes) {
+      const previous = p.routedIrq;
+      p.routedIrq = irq;
+      p.fn.config.bytes[PCI_INTERRUPT_LINE] = irq ?? PCI_INTERRUPT_LINE_NONE;
+      this.updateIrq(previous);
+      this.updateIrq(irq);
     }
     this.refreshDecode();
   }
@@ -489,7 +504,8 @@ export class PciBus implements Persistent<PciBusState> {
     const p = this.target();
     if (!p) return;
     const reg = (this.address & 0xfc) + offset;
-    const n = Math.min(size, 4 - offset) as AccessSize;
+    // A write spilling past 0xCFF only reaches the bytes inside the data window.
+    const n = Math.min(size, 4 - offset);
     const config = p.fn.config;
     const intxDisabledBefore = (config.command & PCI_COMMAND_INTX_DISABLE) !== 0;
     config.guestWrite(reg, value, n);
@@ -515,7 +531,12 @@ export class PciBus implements Persistent<PciBusState> {
     }
     if (this.irqLevels.get(irq) === level) return;
     this.irqLevels.set(irq, level);
-    this.options.irq(irq).set(level);
+    let line = this.irqLines.get(irq);
+    if (!line) {
+      line = this.options.irq(irq);
+      this.irqLines.set(irq, line);
+    }
+    line.set(level);
   }
 
   /** Rebuild the decode maps from every function's command register and BARs. */

@@ -13,8 +13,9 @@ import { parseArgs } from 'node:util';
 import { readFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import {
-  Pc, loadMultiboot, isMultiboot, loadFlat, ImageError, type RunOutcome,
+  Pc, loadMultiboot, isMultiboot, ImageError, type RunOutcome,
 } from '@ftx86/emulator';
+import { isBzImage, loadLinux } from '@ftx86/emulator/src/loaders/linux.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_USAGE = 2;
@@ -241,8 +242,15 @@ export async function run(opts: RunOptions): Promise<number> {
   const kernelPath = opts.kernel ?? (await import('node:url')).fileURLToPath(DEFAULT_GUEST);
   const image = readImage('--kernel', kernelPath);
   try {
-    if (isMultiboot(image)) loadMultiboot(m.cpu, image, opts.append);
-    else throw new ImageError(`${kernelPath}: not a Multiboot image or a Linux bzImage`);
+    if (isBzImage(image)) {
+      const initrd = opts.initrd ? readImage('--initrd', opts.initrd) : undefined;
+      loadLinux(m.cpu, image, { cmdline: opts.append, initrd });
+    } else if (isMultiboot(image)) {
+      if (opts.initrd) throw new UsageError('--initrd: only a Linux kernel takes an initrd');
+      loadMultiboot(m.cpu, image, opts.append);
+    } else {
+      throw new ImageError(`${kernelPath}: not a Multiboot image or a Linux bzImage`);
+    }
   } catch (e) {
     if (e instanceof ImageError) throw new UsageError(`--kernel: ${e.message}`);
     throw e;

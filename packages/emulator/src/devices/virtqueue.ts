@@ -110,8 +110,13 @@ export class SplitVirtqueue {
   /** The next available chain, consumed. */
   pop(): DescriptorChain | undefined {
     const chain = this.peek();
-    if (chain) this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
+    if (chain) this.advance();
     return chain;
+  }
+
+  /** Consume the chain peek() returned. */
+  advance(): void {
+    this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
   }
 
   /** Return a chain to the driver with `len` bytes written into its writable buffers. */

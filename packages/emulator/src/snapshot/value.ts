@@ -123,6 +123,13 @@ function varintLength(v: number): number {
   return n;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** A lone surrogate has no UTF-8 form: it would come back as U+FFFD, a silent change. */
+function checkWellFormed(s: string, path: string): void {
+  if (LONE_SURROGATE.test(s)) throw new SnapshotError('unencodable', `cannot encode ${path}: string holds a lone UTF-16 surrogate`);
+}
+
 /** Encode plain data; `path` names the value in errors ("pic8259.master.irr"). */
 export function encodeValue(value: unknown, path = 'value'): Uint8Array {
   const w = new ByteWriter();
@@ -153,6 +160,7 @@ export function writeValue(w: ByteWriter, v: unknown, path: string, depth: numbe
       }
       return;
     case 'string':
+      checkWellFormed(v, path);
       w.u8(TAG_STRING);
       w.utf8(v);
       return;
@@ -207,6 +215,7 @@ export function writeValue(w: ByteWriter, v: unknown, path: string, depth: numbe
   w.u8(TAG_OBJECT);
   w.varint(keys.length);
   for (const k of keys) {
+    checkWellFormed(k, `${path} field name`);
     w.utf8(k);
     writeValue(w, record[k], `${path}.${k}`, depth + 1);
   }
