@@ -110,11 +110,12 @@ setup:
     DESC SEL_TSSDF, tss_df, 103, ACC_TSS
     DESC SEL_TSSBAD, tss_c, 0x50, ACC_TSS
     DESC SEL_LDT, ldt, 15, ACC_LDT
-    ; a code segment whose limit ends at the page boundary limit_edge
-    mov eax, limit_edge
-    shr eax, 12
-    dec eax
-    DESC SEL_LIMCODE, 0, eax, ACC_CODE0 | FL_G | FL_D
+    ; a code segment whose limit ends at the page boundary limit_edge; the limit
+    ; is computed in EDX because DESC's expansion loads EAX with the base first
+    mov edx, limit_edge
+    shr edx, 12
+    dec edx
+    DESC SEL_LIMCODE, 0, edx, ACC_CODE0 | FL_G | FL_D
     ; task gate: only the selector field matters
     mov edi, gdt + SEL_TASKGATE
     xor ebx, ebx

@@ -5,7 +5,7 @@
 import {
   CPU_STATE, EIP_START, ESP_START, INHIBIT_UNTIL, HALTED, INSTR_COUNT, REG_CR0, REG_CR2,
   REG_CR3, REG_CR4, REG_DR0, GDTR_BASE, GDTR_LIMIT, IDTR_BASE, IDTR_LIMIT, MSR_SYSENTER_CS,
-  MSR_SYSENTER_ESP, MSR_SYSENTER_EIP, TSC_OFFSET, A20_MASK,
+  MSR_SYSENTER_ESP, MSR_SYSENTER_EIP, TSC_OFFSET, A20_MASK, TSC_LIVE,
 } from './layout';
 import {
   reg8, reg16, reg32, set_reg8, set_reg16, set_reg32, eip, set_eip, seg_sel, seg_attr,
@@ -234,7 +234,15 @@ function cpuid(): void {
   set_reg32(EAX, a); set_reg32(EBX, b); set_reg32(ECX, c); set_reg32(EDX, d);
 }
 
-function tsc(): u64 { return instr_count() + load<u64>(CPU_STATE + TSC_OFFSET); }
+@external("host", "tsc")
+declare function host_tsc(): u64;
+@external("host", "tsc_write")
+declare function host_tsc_write(v: u64): void;
+
+function tsc(): u64 {
+  if (load<u32>(CPU_STATE + TSC_LIVE) != 0) return host_tsc();
+  return instr_count() + load<u64>(CPU_STATE + TSC_OFFSET);
+}
 
 function rdmsr(): void {
   need_cpl0();
@@ -257,7 +265,7 @@ function wrmsr(): void {
   const idx = reg32(ECX);
   const v: u64 = (<u64>reg32(EDX) << 32) | <u64>reg32(EAX);
   switch (idx) {
-    case 0x10: store<u64>(CPU_STATE + TSC_OFFSET, v - instr_count()); break;
+    case 0x10: store<u64>(CPU_STATE + TSC_OFFSET, v - instr_count()); host_tsc_write(v); break;
     case 0x174: store<u32>(CPU_STATE + MSR_SYSENTER_CS, <u32>v & 0xffff); break;
     case 0x175: store<u32>(CPU_STATE + MSR_SYSENTER_ESP, <u32>v); break;
     case 0x176: store<u32>(CPU_STATE + MSR_SYSENTER_EIP, <u32>v); break;

@@ -79,6 +79,12 @@ export const DIRTY_COUNT: u32 = 0x168;
 export const TLB_VALID_COUNT: u32 = 0x16c;
 /** Reserved for an APIC base MSR and similar, 0x170..0x1c0. */
 export const MSR_MISC: u32 = 0x170;
+/**
+ * 1: RDTSC asks the host (realtime clock: the TSC is host time at 1 GHz, read live, so a
+ * guest calibrating it against the PIT sees both advance together); 0: the TSC is
+ * INSTR_COUNT + TSC_OFFSET (virtual clock: deterministic).
+ */
+export const TSC_LIVE: u32 = 0x174;
 /** The exception raised by the current instruction, waiting for deliver_fault(). */
 export const FAULT_VECTOR: u32 = 0x1c0;
 export const FAULT_ERROR: u32 = 0x1c4;

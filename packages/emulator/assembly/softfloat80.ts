@@ -857,13 +857,20 @@ function packIEEE(neg: bool, ase: u32, asig: u64, mbits: i32, bias: i32): u64 {
       return signBit | m;
     }
   }
-  const m = roundShift(neg, sig, 0, s0, mode);
-  // E - 1 may be -1 (a value that rounded up to the smallest normal): wraps modulo 2^64.
-  const bits = (<u64><i64>(E - 1) << <u64>mbits) + m;
-  if ((bits >> <u64>mbits) >= allOnes) {
+  let m = roundShift(neg, sig, 0, s0, mode);
+  // A carry out of the significand (m == 2^prec) moves the value up one binade; for E == 0
+  // that is a value that rounded up to the smallest normal.
+  if ((m >> <u64>prec) != 0) {
+    m >>= 1;
+    E++;
+  }
+  // The exponent is compared before it is packed: an f80 exponent rebiased for a double
+  // reaches 17406, which does not fit in the 11 bits above the fraction.
+  if (E >= <i32>allOnes) {
     if ((sf_cw & SW_OE) == 0) {
+      // Unmasked #O on a memory store: nothing is stored, and the inexact-result condition
+      // is not reported (PE and C1 clear; SDM Vol. 1 §4.9.1.6, §8.5.4).
       sf_flags |= SW_OE;
-      if (rs_inexact) sf_flags |= SW_PE;
       return signBit;
     }
     sf_flags |= SW_OE | SW_PE;
@@ -877,7 +884,8 @@ function packIEEE(neg: bool, ase: u32, asig: u64, mbits: i32, bias: i32): u64 {
     sf_flags |= SW_PE;
     if (rs_inc) sf_flags |= SW_C1;
   }
-  return signBit | bits;
+  // m carries the integer bit, which adds the 1 that E - 1 leaves out.
+  return signBit | ((<u64>(E - 1) << <u64>mbits) + m);
 }
 
 /** FST m32. NaNs keep their top significand bits, quieted; SNaN and unsupported raise #IA. */

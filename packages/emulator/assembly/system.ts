@@ -249,19 +249,23 @@ export function frame_fits(limit: u32, attr: u32, big: bool, top: u32, total: u3
   return in_stack_limits(limit, attr, nsp, 0x10000 - nsp) && in_stack_limits(limit, attr, 0, top);
 }
 
-function probe_lin(lin: u32, len: u32, user: bool): void {
-  translate(lin, true, user);
-  const last = lin + len - 1;
-  if ((last ^ lin) >>> 12) translate(last, true, user);
-}
-
-/** Make sure the pages of a frame (see frame_fits) are writable, so its stores cannot fault. */
-export function probe_frame(sbase: u32, big: bool, top: u32, total: u32, user: bool): void {
-  if (big) { probe_lin(sbase + top - total, total, user); return; }
-  const nsp = (top - total) & 0xffff;
-  if (nsp + total <= 0x10000) { probe_lin(sbase + nsp, total, user); return; }
-  probe_lin(sbase + nsp, 0x10000 - nsp, user);
-  probe_lin(sbase, top, user);
+/**
+ * Make sure the pages of a frame of `count` slots of `n` bytes pushed below `top` (see
+ * frame_fits) are writable, so its stores cannot fault. The slots are visited in push
+ * order, so a #PF names the address of the first push that would fault, as on hardware;
+ * each page is walked once.
+ */
+export function probe_frame(sbase: u32, big: bool, top: u32, n: u32, count: u32, user: bool): void {
+  const mask: u32 = big ? 0xffffffff : 0xffff;
+  let seen1: u32 = 1; // page bases already walked (1: none)
+  let seen2: u32 = 1;
+  for (let k: u32 = 1; k <= count; k++) {
+    const lin = sbase + ((top - k * n) & mask);
+    const p0 = lin & 0xfffff000;
+    if (p0 != seen1 && p0 != seen2) { translate(lin, true, user); seen2 = seen1; seen1 = p0; }
+    const p1 = (lin + n - 1) & 0xfffff000;
+    if (p1 != seen1 && p1 != seen2) { translate(p1, true, user); seen2 = seen1; seen1 = p1; }
+  }
 }
 
 /** Store one slot of a probed frame; `user` when the new privilege is 3 (paging rights). */
@@ -349,13 +353,14 @@ export function do_interrupt(vector: u32, kind: u32, hasError: bool, error: u32)
     const nlo = ss_lo, nhi = ss_hi;
     const big = (nhi & (1 << 22)) != 0;
     const sbase = desc_base(nlo, nhi);
-    const total = ((fromV86 ? 9 : 5) + (hasError ? 1 : 0)) * n;
+    const count: u32 = (fromV86 ? 9 : 5) + (hasError ? 1 : 0);
+    const total = count * n;
     const top = big ? newEsp : newEsp & 0xffff;
     if (!frame_fits(desc_limit(nlo, nhi), desc_attr(nhi), big, top, total)) {
       raise(EXC_SS, true, (newSs & 0xfffc) | ext);
     }
     if (offset > climit) gp(ext);
-    probe_frame(sbase, big, top, total, false);
+    probe_frame(sbase, big, top, n, count, false);
     set_accessed_at(caddr, chi);
     let p = top;
     if (fromV86) {
@@ -386,12 +391,12 @@ export function do_interrupt(vector: u32, kind: u32, hasError: bool, error: u32)
     if (fromV86) gp((sel & 0xfffc) | ext);
     const big = stack32();
     const top = big ? reg32(ESP) : reg16(ESP);
-    const total = (3 + (hasError ? 1 : 0)) * n;
-    if (!frame_fits(seg_limit(SS), seg_attr(SS), big, top, total)) raise(EXC_SS, true, ext);
+    const count: u32 = 3 + (hasError ? 1 : 0);
+    if (!frame_fits(seg_limit(SS), seg_attr(SS), big, top, count * n)) raise(EXC_SS, true, ext);
     if (offset > climit) gp(ext);
     const user = cpl() == 3;
     const sbase = seg_base(SS);
-    probe_frame(sbase, big, top, total, user);
+    probe_frame(sbase, big, top, n, count, user);
     set_accessed_at(caddr, chi);
     let p = top;
     p -= n; wr(sbase, p, big, gate32, flags, user);
@@ -609,7 +614,7 @@ function call_gate(sel: u32, c: u32): void {
     const top = big ? newEsp : newEsp & 0xffff;
     if (!frame_fits(desc_limit(nlo, nhi), desc_attr(nhi), big, top, total)) ss_fault(newSs & 0xfffc);
     if (goff > climit) gp(0);
-    probe_frame(sbase, big, top, total, false);
+    probe_frame(sbase, big, top, n, 4 + params, false);
     set_accessed_at(caddr, chi);
     const oldBig = stack32();
     const oldSp = oldBig ? reg32(ESP) : reg16(ESP);
@@ -636,7 +641,7 @@ function call_gate(sel: u32, c: u32): void {
     if (goff > climit) gp(0);
     const user = c == 3;
     const sbase = seg_base(SS);
-    probe_frame(sbase, big, top, 2 * n, user);
+    probe_frame(sbase, big, top, n, 2, user);
     set_accessed_at(caddr, chi);
     let p = top;
     p -= n; wr(sbase, p, big, gate32, oldCs, user);

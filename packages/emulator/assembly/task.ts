@@ -8,6 +8,9 @@
 // task's registers are loaded first and its segments qualified afterwards; a fault in that
 // second part is delivered in the new task's context (SDM Vol. 3, 7.3 step 13, Table 7-1),
 // which is why EIP_START/ESP_START are moved to the new task at the commit point.
+//
+// Not modelled: the T flag of a 32-bit TSS (a #DB trap on entering the task), since the
+// core has no debug-register breakpoints either.
 
 import {
   CPU_STATE, GDTR_BASE, REG_CR0, REG_CR3, REG_DR0, EIP_START, ESP_START,
@@ -25,7 +28,6 @@ import {
 import {
   fetch_descriptor, desc_lo, desc_hi, desc_addr, desc_base, desc_limit, desc_attr,
   desc_dpl, set_desc_accessed, rights_of, set_cpl, load_seg_real, event_ext, frame_fits,
-  probe_frame,
 } from './system';
 
 export const TS_JMP: u32 = 0;

@@ -1,5 +1,5 @@
 /**
- * The ACPI tables the platform presents in place of a BIOS (ACPI 6.5, chapter 5), placed in
+ * The ACPI tables the platform presents in place of a BIOS (ACPI 6.4, chapter 5), placed in
  * the reserved 0xE0000-0xFFFFF area where Linux looks for the RSDP (drivers/acpi/acpica/
  * tbxfroot.c, acpi_find_root_pointer scans 0xE0000-0xFFFFF on 16-byte boundaries; the Linux
  * loader also passes the address in boot_params.acpi_rsdp_addr).
@@ -10,7 +10,7 @@
  * No MADT: there is no local APIC or IOAPIC, and without a MADT Linux stays in PIC mode
  * ("ACPI: Using PIC for interrupt routing"), routing the SCI to IRQ 9 of the 8259s.
  *
- * The DSDT is hand-assembled AML (ACPI 6.5, chapter 20) and holds:
+ * The DSDT is hand-assembled AML (ACPI 6.4, chapter 20) and holds:
  *   - \_S0 and \_S5, with SLP_TYP values devices/acpi-pm.ts maps to working and soft-off;
  *   - \_SB.PCI0, a PCI host bridge (PNP0A03) with a _CRS. It is needed: with ACPI on, Linux
  *     finds PCI root buses only through the namespace (arch/x86/pci/init.c pci_subsys_init
@@ -218,7 +218,7 @@ function buildFadt(opts: AcpiTablesOptions, facs: number, dsdt: number): Uint8Ar
   const reset = opts.resetRegister === undefined ? { port: RESET_CONTROL_PORT, value: 0x06 } : opts.resetRegister;
   const t = new Uint8Array(FADT_LENGTH);
   const dv = new DataView(t.buffer);
-  // Field offsets are ACPI 6.5 table 5.9's; sdt() below fills in the header.
+  // Field offsets are ACPI 6.4 table 5.9's; sdt() fills in the header.
   dv.setUint32(36, facs, true); // FIRMWARE_CTRL (X_FIRMWARE_CTRL stays 0: 5.2.9 allows one of the two)
   dv.setUint32(40, dsdt, true); // DSDT
   dv.setUint8(45, 0); // Preferred_PM_Profile: unspecified
@@ -256,7 +256,7 @@ function buildFadt(opts: AcpiTablesOptions, facs: number, dsdt: number): Uint8Ar
 }
 
 // ---------------------------------------------------------------------------------------
-// AML (ACPI 6.5, chapter 20 "ACPI Machine Language Specification").
+// AML (ACPI 6.4, chapter 20 "ACPI Machine Language Specification").
 
 const ZERO_OP = 0x00;
 const ONE_OP = 0x01;
@@ -334,7 +334,7 @@ function device(n: string, terms: Uint8Array[]): Uint8Array {
   return concat([Uint8Array.of(EXT_OP_PREFIX, DEVICE_OP), amlPkgLength(body.length), body]);
 }
 
-/** EisaId("PNP0A03") (ASL 19.6.35): three 5-bit letters and four hex digits, big-endian. */
+/** ASL's EISAID("PNP0A03"): three 5-bit letters and four hex digits, stored big-endian. */
 function eisaId(id: string): Uint8Array {
   if (!/^[A-Z]{3}[0-9A-F]{4}$/.test(id)) throw new Error(`"${id}" is not an EISA ID`);
   const c = (i: number) => id.charCodeAt(i) - 0x40;

@@ -42,7 +42,7 @@ export class CpuStateView {
     for (const name of ['REG_EAX', 'REG_EIP', 'SEG_BASE_OFF', 'SEG_SIZE', 'REG_CR0', 'REG_CR2', 'REG_CR3',
       'REG_CR4', 'REG_DR0', 'CPL', 'A20_MASK', 'INTR_LINE', 'NMI_PENDING', 'HALTED', 'HOST_REQUEST',
       'SHUTDOWN', 'STOP_REASON', 'TSC_OFFSET', 'GDTR_BASE', 'GDTR_LIMIT', 'IDTR_BASE', 'IDTR_LIMIT',
-      'DIRTY_COUNT', 'FPU_STATE', 'INSTR_COUNT', 'FAULT_VECTOR', 'FAULT_ERROR', 'EIP_START']) {
+      'DIRTY_COUNT', 'FPU_STATE', 'INSTR_COUNT', 'FAULT_VECTOR', 'FAULT_ERROR', 'EIP_START', 'TSC_LIVE']) {
       this.off[name] = g(name);
     }
     this.off.DIRTY_LIST = g('DIRTY_LIST');
@@ -140,6 +140,9 @@ export class CpuStateView {
   /** Added to the instruction counter to form the guest TSC. */
   get tscOffset(): bigint { return new BigUint64Array(this.memory.buffer, this.base + this.off.TSC_OFFSET, 1)[0]; }
   set tscOffset(v: bigint) { new BigUint64Array(this.memory.buffer, this.base + this.off.TSC_OFFSET, 1)[0] = BigInt.asUintN(64, v); }
+  /** RDTSC asks the host (realtime clock) instead of counting instructions. */
+  set tscLive(v: boolean) { this.setWord(this.off.TSC_LIVE, v ? 1 : 0); }
+  get tscLive(): boolean { return this.word(this.off.TSC_LIVE) !== 0; }
   get interruptsEnabled(): boolean { return (this.core.get_eflags() & 0x200) !== 0; }
 
   setDescriptorTable(which: 'gdtr' | 'idtr', base: number, limit: number): void {

@@ -29,6 +29,10 @@ export interface CpuBus {
   interruptAcknowledge(): number;
   /** The x87 FERR# output (CR0.NE = 0 error reporting: IRQ13 on a PC). */
   fpuError?(level: boolean): void;
+  /** RDTSC when the state's TSC_LIVE flag is set (realtime clock). */
+  readTsc?(): bigint;
+  /** WRMSR to the TSC (IA32_TIME_STAMP_COUNTER) under TSC_LIVE. */
+  writeTsc?(value: bigint): void;
 }
 
 /** The exports of core.wasm the host relies on (checked against the module in a test). */
@@ -49,7 +53,7 @@ export interface CoreExports {
 }
 
 export const CORE_IMPORTS = {
-  host: ['raise', 'io_read', 'io_write', 'mmio_read', 'mmio_write', 'intr_ack', 'fpu_ferr'],
+  host: ['raise', 'io_read', 'io_write', 'mmio_read', 'mmio_write', 'intr_ack', 'fpu_ferr', 'tsc', 'tsc_write'],
   env: ['memory'],
 } as const;
 
@@ -112,6 +116,8 @@ export class Cpu {
         mmio_write: (addr: number, size: number, value: number) => bus.mmioWrite(addr >>> 0, size, value >>> 0),
         intr_ack: () => bus.interruptAcknowledge(),
         fpu_ferr: (level: number) => bus.fpuError?.(level !== 0),
+        tsc: () => (bus.readTsc ? BigInt.asUintN(64, bus.readTsc()) : 0n),
+        tsc_write: (v: bigint) => bus.writeTsc?.(BigInt.asUintN(64, v)),
       },
     };
     const instance = new WebAssembly.Instance(mod, imports);
@@ -127,9 +133,13 @@ export class Cpu {
     this.exports.reset(ramBytes);
   }
 
+  /** Called after every reset (the core clears CPU_STATE, host-owned flags included). */
+  onReset: (() => void) | undefined;
+
   reset(): void {
     this.faultPending = false;
     this.exports.reset(this.ramBytes);
+    this.onReset?.();
   }
 
   get instructionCount(): bigint {

@@ -50,6 +50,7 @@ export class Machine {
   private pending: RunOutcome | undefined;
   private nextDeadline = Infinity;
   private lastTsc = 0n;
+  private tscAdjust = 0n;
   /** Wakes an async run() waiting in HLT (input arrived, stop requested). */
   private wake: (() => void) | undefined;
 
@@ -71,11 +72,25 @@ export class Machine {
           this.mmio.write(addr, size as AccessSize, value);
         },
         interruptAcknowledge: () => (this.interruptController ? this.interruptController.acknowledge() : -1),
+        readTsc: () => this.liveTsc(),
+        writeTsc: (v) => { this.tscAdjust = v - BigInt(Math.floor(this.clock.nowNs())); this.lastTsc = 0n; },
       },
     });
     this.clock = mode === 'virtual'
       ? new VirtualClock(rtcBase, () => this.cpu.instructionCount)
       : new RealtimeClock(rtcBase);
+    // Realtime: the TSC is host time read live at RDTSC, so the guest's calibration against
+    // the PIT and PM timer (also host time) agrees, and TSC-based clocks run at real speed.
+    this.cpu.state.tscLive = mode === 'realtime';
+    this.cpu.onReset = () => { this.cpu.state.tscLive = mode === 'realtime'; };
+  }
+
+  /** Guest TSC under the realtime clock: nanoseconds at 1 GHz, never going backwards. */
+  private liveTsc(): bigint {
+    let t = BigInt(Math.floor(this.clock.nowNs())) + this.tscAdjust;
+    if (t < this.lastTsc) t = this.lastTsc;
+    this.lastTsc = t;
+    return t;
   }
 
   addTimedDevice(d: TimedDevice): void { this.timed.push(d); }
@@ -116,8 +131,9 @@ export class Machine {
     return now;
   }
 
-  /** Keep the guest TSC at 1 GHz of machine time, and never let it go backwards. */
+  /** Virtual clock: keep the guest TSC equal to machine time (1 GHz), never going backwards. */
   private updateTsc(now: number): void {
+    if (this.clock.mode !== 'virtual') return;
     const count = this.cpu.instructionCount;
     const st = this.cpu.state;
     let tsc = BigInt(Math.floor(now));

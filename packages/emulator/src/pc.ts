@@ -12,6 +12,15 @@ import { Uart16550 } from './devices/uart16550.ts';
 import { I8042 } from './devices/i8042.ts';
 import { Port92 } from './devices/port92.ts';
 import { DebugConsole, DebugExit } from './devices/debug-ports.ts';
+import { AcpiPm } from './devices/acpi-pm.ts';
+import { PiixResetControl } from './devices/piix-reset-control.ts';
+import { installAcpiTables, type AcpiTables } from './acpi-tables.ts';
+import { PciBus } from './pci.ts';
+import { VirtioBlk } from './devices/virtio-blk.ts';
+import { VirtioNet } from './devices/virtio-net.ts';
+import type { BlockBackend } from './block-backend.ts';
+import type { NetBackend } from './net/backend.ts';
+import { CpuGuestMemory } from './guest-memory.ts';
 import * as L from './layout.ts';
 
 export interface PcOptions extends MachineOptions {
@@ -19,7 +28,18 @@ export interface PcOptions extends MachineOptions {
   serialOut?: ((bytes: Uint8Array) => void)[];
   /** Where the 0xE9 debug console's bytes go. Default: discarded. */
   debugConsole?: (byte: number) => void;
+  /** A disk on virtio-blk (PCI slot 3). */
+  disk?: BlockBackend;
+  /** A NIC on virtio-net (PCI slot 2), with its backend. */
+  net?: { backend: NetBackend; mac?: string };
 }
+
+/** PCI slots and the ISA IRQs their INTA# lines are wired to (level-triggered in ELCR). */
+const NET_SLOT = 2;
+const DISK_SLOT = 3;
+const PCI_IRQS = [10, 11] as const;
+/** The default MAC: QEMU's locally administered prefix 52:54:00. */
+export const DEFAULT_MAC = '52:54:00:12:34:56';
 
 export class Pc {
   readonly machine: Machine;
@@ -30,6 +50,11 @@ export class Pc {
   readonly uarts: Uart16550[] = [];
   readonly i8042: I8042;
   readonly port92: Port92;
+  readonly acpi: AcpiPm;
+  readonly acpiTables: AcpiTables;
+  readonly pci: PciBus;
+  readonly virtioBlk: VirtioBlk | undefined;
+  readonly virtioNet: VirtioNet | undefined;
   /** Bytes typed into each COM port that its receive FIFO could not take yet. */
   private readonly serialBacklog: number[][] = [[], [], [], []];
 
@@ -83,6 +108,55 @@ export class Pc {
     m.ports.register(L.DEBUG_CONSOLE_PORT, 1, new DebugConsole((b) => debug?.(b)), 'debugcon');
     m.ports.register(L.DEBUG_EXIT_PORT, 4, new DebugExit((status) => m.requestStop({ kind: 'exit', status })), 'debug-exit');
 
+    // ACPI: the PM block (power-off through S5, the PM timer clocksource) and the tables
+    // Linux finds by scanning 0xE0000-0xFFFFF for the RSDP.
+    this.acpi = new AcpiPm(this.pic.irq(L.IRQ_ACPI_SCI), clock, { powerOff: () => m.requestStop({ kind: 'poweroff' }) });
+    m.ports.register(L.ACPI_PM_PORT, 12, this.acpi, 'acpi-pm');
+    m.addTimedDevice(this.acpi);
+    this.acpiTables = installAcpiTables(m.cpu, { ramBytes: opts.memoryBytes });
+
+    // PCI: host bridge and ISA bridge, then the virtio functions; the platform assigns their
+    // BARs and IRQs itself since there is no firmware to do it.
+    this.pci = new PciBus({ ports: m.ports, mmio: m.mmio, irq: (n) => this.pic.irq(n) });
+    m.ports.register(0xcf8, 1, this.pci.configAddress, 'pci-config-address');
+    m.ports.register(L.RESET_CONTROL_PORT, 1, new PiixResetControl(() => m.requestReset()), 'reset-control');
+    m.ports.register(0xcfc, 4, this.pci.configData, 'pci-config-data');
+    const mem = new CpuGuestMemory(m.cpu);
+    if (opts.net) {
+      const backend = opts.net.backend;
+      const nic = new VirtioNet({
+        mem,
+        irq: this.pci.intxLine(NET_SLOT, 0),
+        mac: opts.net.mac ?? DEFAULT_MAC,
+        send: (frame) => { m.hooks.emit('netSend', frame); backend.send(frame); },
+      });
+      backend.onFrame((frame) => { nic.receive(frame); m.kick(); });
+      this.pci.plug(NET_SLOT, 0, nic);
+      this.virtioNet = nic;
+    }
+    if (opts.disk) {
+      const blk = new VirtioBlk({
+        mem,
+        irq: this.pci.intxLine(DISK_SLOT, 0),
+        backend: opts.disk,
+        blockWrite: (o, d) => m.hooks.emit('blockWrite', o, d),
+        blockFlush: () => m.hooks.emit('blockFlush'),
+      });
+      this.pci.plug(DISK_SLOT, 0, blk);
+      this.virtioBlk = blk;
+    }
+    this.pci.assignResources({
+      ioBase: 0xc000,
+      ioLimit: 0xfeff,
+      mmioBase: Math.max(opts.memoryBytes, 0xe0000000),
+      mmioLimit: L.PCI_MMIO_END - 1,
+      irqFor: (slot, pin) => PCI_IRQS[(slot + pin - 1) & 1],
+    });
+    // PCI interrupts are level-triggered: say so in the ELCR, as a BIOS would.
+    const elcr = (1 << L.IRQ_ACPI_SCI) | (1 << PCI_IRQS[0]) | (1 << PCI_IRQS[1]);
+    this.pic.elcr.write(0, elcr & 0xff, 1);
+    this.pic.elcr.write(1, elcr >> 8, 1);
+
     m.onReset(() => this.resetDevices());
   }
 
@@ -111,6 +185,9 @@ export class Pc {
     for (const u of this.uarts) u.reset();
     this.i8042.reset();
     this.port92.reset();
+    this.acpi.reset();
+    this.virtioBlk?.reset();
+    this.virtioNet?.reset();
     this.machine.cpu.state.a20 = true;
   }
 }

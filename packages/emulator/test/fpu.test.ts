@@ -470,6 +470,24 @@ describe('exception reporting (SDM Vol. 1 8.7)', () => {
     expect(top()).toBe(7);
     expect(sw() & (OE | ES_)).toBe(OE | ES_);
   });
+
+  it('FSTP m64 of max80: masked, infinity with OE PE C1 and a pop; unmasked, nothing stored, no pop, PE and C1 clear', () => {
+    const fldMax80 = () => { putU64(0x400, 0xffffffffffffffffn); putU16(0x408, 0x7ffe); M(0xdb, 5, 0x400); };
+    fldMax80();
+    M(0xdd, 3, 0x410); // FSTP m64
+    expect(getU64(0x410)).toBe(0x7ff0000000000000n);
+    expect(sw() & (0x3f | C1)).toBe(OE | PE | C1);
+    expect(top()).toBe(0);
+    fnclex();
+    fldcw(0x037f & ~OE);
+    fldMax80();
+    putU64(0x418, 0x1122334455667788n);
+    M(0xdd, 3, 0x418);
+    expect(getU64(0x418)).toBe(0x1122334455667788n);
+    expect(top()).toBe(7);
+    expect(sw() & (0x3f | C1 | ES_)).toBe(OE | ES_);
+    expect(st(0)).toBe('7ffe:ffffffffffffffff');
+  });
 });
 
 describe('environment and state images (SDM Vol. 1 figures 8-9 to 8-12)', () => {

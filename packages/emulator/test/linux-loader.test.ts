@@ -128,7 +128,7 @@ describe('Linux loader: synthetic bzImage', () => {
     expect(info.initrdAddr % 4096).toBe(0);
     expect(info.initrdAddr + initrd.length).toBeLessThanOrEqual(64 * MIB);
     expect(info.initrdAddr + initrd.length + 4096).toBeGreaterThan(64 * MIB);
-    expect(Buffer.from(m.cpu.readPhysical(info.initrdAddr, initrd.length))).toEqual(Buffer.from(initrd));
+    expect(Buffer.from(m.cpu.readPhysical(info.initrdAddr, initrd.length)).equals(initrd), 'initrd bytes in RAM').toBe(true);
     expect(Number(new DataView(m.cpu.ram.buffer, m.cpu.ram.byteOffset).getBigUint64(info.zeroPage + 0x70, true))).toBe(0xe0000);
     expectBootProtocolEntry(m, info, cmdline, 64 * MIB);
   });

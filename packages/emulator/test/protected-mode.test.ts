@@ -12,6 +12,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runTestGuest, type TestGuestResult } from '../src/testbed.ts';
+import { Machine } from '../src/machine.ts';
+import { DebugConsole, DebugExit } from '../src/devices/debug-ports.ts';
+import { loadMultiboot } from '../src/loaders/multiboot.ts';
 
 let hasNasm = true;
 try {
@@ -565,6 +568,53 @@ df_task:
       'df.err=00000000', 'df.link=00000028', 'a.saved_eip_rel=00000000', 'a.saved_esi=00005eed',
       'a.desc=0000008b', 'end',
     ]);
+    expect(r.exitStatus).toBe(1);
+  });
+
+  it('turns a kernel stack overflow (#PF while delivering #PF) into #DF on a task gate with its own stack', () => {
+    const r = run({
+      gdt: TSS_B_GDT,
+      code: String.raw`
+test_main:
+  mov eax, cr4
+  or eax, 0x10                  ; PSE: one 4 MiB page maps 0-4 MiB, nothing above
+  mov cr4, eax
+  mov eax, pd
+  mov cr3, eax
+  mov edi, tss_b
+  mov ebx, df_task
+  mov ecx, stackb_top
+  call init_tss32
+  mov [tss_b + 0x1c], eax       ; the #DF task's CR3
+  mov eax, cr0
+  or eax, 0x80000000
+  mov cr0, eax
+  mov word [idt + 8 * 8 + 2], 0x30
+  mov word [idt + 8 * 8 + 4], 0x8500
+  mov esp, 0x500000             ; an unmapped stack
+overflow:
+  push eax
+  ret
+
+df_task:
+  pop eax
+  KV "df.err", eax
+  mov eax, cr2
+  KV "cr2", eax
+  KV "a.saved_esp", [main_tss + 0x38]
+  mov eax, [main_tss + 0x20]
+  sub eax, overflow
+  KV "a.saved_eip_rel", eax
+  PUTS {"end", 10}
+  EXIT 0
+`,
+      data: TSS_B_DATA + String.raw`
+align 4096
+pd: dd 0x83
+  times 1023 dd 0
+`,
+    });
+    expect(lines(r)).toEqual(['df.err=00000000', 'cr2=004ffffc', 'a.saved_esp=00500000', 'a.saved_eip_rel=00000000', 'end']);
     expect(r.exitStatus).toBe(1);
   });
 
@@ -1240,5 +1290,34 @@ np_handler:
     expect(lines(r)).toEqual([
       'np.int_n=00000282', 'ts.int_n=00000030', 'np.exception=00000033', 'ts.exception=00000031', 'end',
     ]);
+  });
+
+  it('unblocks NMIs at IRET, so an NMI after the handler returned is taken', () => {
+    const img = guest({
+      code: String.raw`
+test_main:
+  SETGATE 2, SEL_C0, nmi_handler, 0x8e
+.wait:
+  cmp dword [nmi_count], 2
+  jb .wait
+  KV "nmis", [nmi_count]
+  ret
+nmi_handler:
+  inc dword [nmi_count]
+  iret
+`,
+      data: 'nmi_count: dd 0',
+    });
+    const m = new Machine({ memoryBytes: 8 * 1024 * 1024, clock: 'virtual', rtcBaseMs: 0, noReboot: true });
+    const out: number[] = [];
+    m.ports.register(0xe9, 1, new DebugConsole((b) => out.push(b)), 'debugcon');
+    m.ports.register(0xf4, 4, new DebugExit((status) => m.requestStop({ kind: 'exit', status })), 'debug-exit');
+    loadMultiboot(m.cpu, img);
+    expect(m.runSync(100_000).kind).toBe('limit');
+    m.cpu.state.nmiPending = true;
+    expect(m.runSync(10_000).kind).toBe('limit');
+    m.cpu.state.nmiPending = true;
+    expect(m.runSync(100_000)).toEqual({ kind: 'exit', status: 1 });
+    expect(Buffer.from(out).toString('latin1')).toBe('nmis=00000002\nend\n');
   });
 });

@@ -45,7 +45,7 @@ describe('snapshot value encoding', () => {
     const enc = encodeValue({ page });
     expect(enc.length).toBeLessThan(4096 + 16);
     const dec = decodeValue(enc) as { page: Uint8Array };
-    expect(dec.page).toEqual(page);
+    expect(Buffer.compare(dec.page, page)).toBe(0);
     expect(dec.page.buffer).not.toBe(enc.buffer);
   });
 
@@ -152,7 +152,11 @@ describe('snapshot sections round trip', () => {
     const ram = pseudoRandom(5)(64 * PAGE);
     ram.fill(0, 0, 8 * PAGE);
     const file = encodeSnapshot({ ram: { kind: 'full', ram, elideZeroPages: false } });
-    expect(file.length).toBe(24 + 16 + 3 + 16 + ram.length + 4);
+    // Header, section header, "ram", RAM header, padding length and padding, RAM, trailer;
+    // the padding puts the RAM 64 bytes past a 4 KiB boundary (no 4K aliasing on copies).
+    const dataAt = file.length - 4 - ram.length;
+    expect(dataAt % 4096).toBe(64);
+    expect(new DataView(file.buffer).getUint32(24 + 16 + 3 + 16, true)).toBe(dataAt - (24 + 16 + 3 + 16 + 4));
     const state = decodeSnapshot(file);
     const target = new Uint8Array(ram.length).fill(9);
     applyState(state, { ram: target, devices: [] });
@@ -176,7 +180,8 @@ describe('snapshot sections round trip', () => {
     expect(Array.from(dirty).sort((x, y) => x - y)).toEqual([16, 17, 18, 19, 20, 21, 22, 23, 0x300, 0x301, 0x302]);
 
     const file = encodeSnapshot(captureState({ cpu: primary, devices: pBoard.devices }, 'dirty'));
-    expect(file.length).toBeLessThan(11 * (PAGE + 4) + 8192);
+    // The pages and their table, the CPU state, padding up to 4 KiB, a few KiB of devices.
+    expect(file.length).toBeLessThan(11 * (PAGE + 4) + 3 * PAGE + 8192);
     const state = decodeSnapshot(file);
     expect(state.incremental).toBe(true);
     expect(state.ram).toMatchObject({ kind: 'pages', pageNumbers: Uint32Array.from([16, 17, 18, 19, 20, 21, 22, 23, 0x300, 0x301, 0x302]) });
@@ -195,7 +200,7 @@ describe('snapshot sections round trip', () => {
   it('encoding a dirty-page list reads only the listed pages', () => {
     const reads: [number, number][] = [];
     class SpyRam extends Uint8Array {
-      override subarray(begin?: number, end?: number): Uint8Array {
+      override subarray(begin?: number, end?: number) {
         if (reads) reads.push([begin ?? 0, end ?? this.length]);
         return super.subarray(begin, end);
       }
@@ -238,7 +243,7 @@ describe('snapshot sections round trip', () => {
     const ram = new Uint8Array(16 * PAGE).fill(1);
     const file = encodeSnapshot({ ram: { kind: 'pages', ram, pageNumbers: [1, 2] } }, { buffer });
     expect(file.buffer).toBe(buffer.buffer);
-    expect(decodeSnapshot(file).ram?.data).toEqual(new Uint8Array(2 * PAGE).fill(1));
+    expect(Buffer.compare(decodeSnapshot(file).ram!.data, new Uint8Array(2 * PAGE).fill(1))).toBe(0);
   });
 });
 
@@ -274,5 +279,39 @@ describe('snapshot migrations', () => {
     expect(() => applyState(decodeSnapshot(newer), { devices: [device(3)] }, { migrations }))
       .toThrow(/version 4 is newer than this build's version 3/);
     expect(() => migrations.register('widget', 1, (s) => s)).toThrow(/already registered/);
+  });
+});
+
+describe('snapshot state digest', () => {
+  const base = () => ({
+    ram: pseudoRandom(61)(16 * PAGE),
+    cpu: pseudoRandom(62)(4096),
+    cpuCacheFields: [{ offset: 0x168, length: 4 }],
+    devices: [{ name: 'pit8254', version: 1, state: { a: 1, b: [1, 2] } }, { name: 'pic8259', version: 1, state: { c: Uint8Array.of(1, 2) } }],
+    disks: [{ name: 'disk0', blockSize: 512, blockNumbers: [5, 1], data: pseudoRandom(63)(1024) }],
+  });
+
+  it('is recomputed from the bytes: any RAM, CPU, device or disk change shows', () => {
+    const d0 = stateDigest(base());
+    expect(d0).toMatch(/^[0-9a-f]{64}$/);
+    expect(stateDigest(base())).toBe(d0);
+    const ram = base(); ram.ram[16 * PAGE - 1] ^= 1;
+    const cpu = base(); cpu.cpu[0x20] ^= 0x80;
+    const dev = base(); (dev.devices[0].state as { b: number[] }).b[1] = 3;
+    const ver = base(); ver.devices[1].version = 2;
+    const disk = base(); disk.disks[0].data[700] ^= 1;
+    for (const changed of [ram, cpu, dev, ver, disk]) expect(stateDigest(changed)).not.toBe(d0);
+  });
+
+  it('ignores the order of devices, disk blocks and state fields, and the CPU cache bookkeeping', () => {
+    const d0 = stateDigest(base());
+    const reordered = base();
+    reordered.devices.reverse();
+    reordered.devices[1].state = { b: [1, 2], a: 1 };
+    reordered.disks[0] = { ...reordered.disks[0], blockNumbers: [1, 5], data: Uint8Array.from([...reordered.disks[0].data.subarray(512), ...reordered.disks[0].data.subarray(0, 512)]) };
+    expect(stateDigest(reordered)).toBe(d0);
+    const cached = base();
+    cached.cpu[0x168] ^= 0xff;
+    expect(stateDigest(cached)).toBe(d0);
   });
 });

@@ -477,6 +477,159 @@ describe('single/double conversions', () => {
   });
 });
 
+/**
+ * FST m32/m64 of a finite nonzero extended value by BigInt alone: the IEEE store with the
+ * x87's responses (SDM Vol. 1 4.9.1.4-6, 8.5.4-5). Tininess is judged after rounding with
+ * unbounded exponent; an unmasked OE or UE stores nothing and reports neither PE nor C1.
+ */
+function refStore(a: F80, mbits: number, bias: number, rc: number, masks: number): { bits: bigint | null; flags: number } {
+  const { neg, m, e } = exact(a);
+  const prec = mbits + 1;
+  const signBit = neg ? 1n << BigInt(mbits === 23 ? 31 : 63) : 0n;
+  // m * 2^e rounded to a multiple of 2^g: q * 2^g, and whether it was inexact / went up.
+  const toGrid = (g: number) => {
+    if (g <= e) return { q: m << BigInt(e - g), inexact: false, up: false };
+    const sh = BigInt(g - e);
+    let q = m >> sh;
+    const r = m - (q << sh), half = 1n << (sh - 1n);
+    const inexact = r !== 0n;
+    let up = false;
+    if (rc === RN) up = r > half || (r === half && (q & 1n) === 1n);
+    else if (rc === RU) up = !neg && inexact;
+    else if (rc === RD) up = neg && inexact;
+    if (up) q++;
+    return { q, inexact, up };
+  };
+  const k = m.toString(2).length - 1 + e; // 2^k <= |value| < 2^(k+1)
+  const n = toGrid(k - mbits);
+  const kr = n.q.toString(2).length - 1 + k - mbits; // exponent after rounding
+  if (kr > bias) {
+    if ((masks & OE) === 0) return { bits: null, flags: OE };
+    const toInf = rc === RN || (rc === RU && !neg) || (rc === RD && neg);
+    const maxExp = BigInt(2 * bias + 1);
+    return toInf
+      ? { bits: signBit | (maxExp << BigInt(mbits)), flags: OE | PE | C1 }
+      : { bits: signBit | ((maxExp << BigInt(mbits)) - 1n), flags: OE | PE };
+  }
+  if (kr < 1 - bias) {
+    if ((masks & UE) === 0) return { bits: null, flags: UE };
+    const d = toGrid(1 - bias - mbits); // the denormal grid; 2^mbits is the smallest normal
+    return { bits: signBit | d.q, flags: d.inexact ? UE | PE | (d.up ? C1 : 0) : 0 };
+  }
+  const q = n.q >> BigInt(n.q.toString(2).length - prec); // a carry leaves a trailing 0
+  const biased = BigInt(kr + bias);
+  return {
+    bits: signBit | (biased << BigInt(mbits)) | (q - (1n << BigInt(mbits))),
+    flags: n.inexact ? PE | (n.up ? C1 : 0) : 0,
+  };
+}
+
+describe('FST m32/m64 overflow and underflow against BigInt (SDM Vol. 1 4.9.1.4-6, 8.5.4-5)', () => {
+  const MASKED = 0x3f, NO_OE = 0x3f & ~OE, NO_UE = 0x3f & ~UE;
+  const formats = [
+    { name: 'm64', mbits: 52, bias: 1023, store: (cw: number, a: F80) => BigInt.asUintN(64, W.to_f64(cw, a.se, a.sig) as bigint) },
+    { name: 'm32', mbits: 23, bias: 127, store: (cw: number, a: F80) => BigInt(Number(W.to_f32(cw, a.se, a.sig)) >>> 0) },
+  ];
+  // Extended values at exponent x with the top `prec` bits of the significand all ones and the
+  // rest r: the destination's largest finite (r = 0), just above it, its rounding midpoint
+  // (r = the half bit) and just around that, and the same pattern at the smallest normal.
+  function around(ex: number, prec: number): F80[] {
+    const ones = ((1n << BigInt(prec)) - 1n) << BigInt(64 - prec);
+    const half = 1n << BigInt(63 - prec);
+    const out: F80[] = [];
+    for (const r of [0n, 1n, half - 1n, half, half + 1n, (half << 1n) - 1n]) {
+      for (const sign of [0, 0x8000]) {
+        out.push({ se: sign | ex, sig: ones | r }, { se: sign | ex, sig: J | r }, { se: sign | (ex + 1), sig: J | r });
+      }
+    }
+    return out;
+  }
+  function check(fmt: (typeof formats)[number], a: F80, rc: number, masks: number) {
+    const ref = refStore(a, fmt.mbits, fmt.bias, rc, masks);
+    const got = fmt.store(cwOf(PC64, rc, masks), a);
+    const what = `${fmt.name} ${hex(a)} rc${rc} masks ${masks.toString(16)}`;
+    expect(flags(), what).toBe(ref.flags);
+    if (ref.bits !== null) expect(got.toString(16), what).toBe(ref.bits.toString(16));
+  }
+
+  it('max80 stores as infinity or the largest finite value per RC, with OE, PE and C1 when rounded up', () => {
+    const f64 = formats[0].store, f32 = formats[1].store;
+    const max80 = { se: 0x7ffe, sig: M64 }, negMax80 = { se: 0xfffe, sig: M64 };
+    const expected: [number, bigint, bigint, bigint, bigint, number, number][] = [
+      // rc, +max80 -> m64, -max80 -> m64, +max80 -> m32, -max80 -> m32, flags for +, flags for -
+      [RN, 0x7ff0000000000000n, 0xfff0000000000000n, 0x7f800000n, 0xff800000n, OE | PE | C1, OE | PE | C1],
+      [RD, 0x7fefffffffffffffn, 0xfff0000000000000n, 0x7f7fffffn, 0xff800000n, OE | PE, OE | PE | C1],
+      [RU, 0x7ff0000000000000n, 0xffefffffffffffffn, 0x7f800000n, 0xff7fffffn, OE | PE | C1, OE | PE],
+      [RZ, 0x7fefffffffffffffn, 0xffefffffffffffffn, 0x7f7fffffn, 0xff7fffffn, OE | PE, OE | PE],
+    ];
+    for (const [rc, pos64, neg64, pos32, neg32, fpos, fneg] of expected) {
+      expect(f64(cwOf(PC64, rc), max80).toString(16)).toBe(pos64.toString(16));
+      expect(flags()).toBe(fpos);
+      expect(f64(cwOf(PC64, rc), negMax80).toString(16)).toBe(neg64.toString(16));
+      expect(flags()).toBe(fneg);
+      expect(f32(cwOf(PC64, rc), max80).toString(16)).toBe(pos32.toString(16));
+      expect(flags()).toBe(fpos);
+      expect(f32(cwOf(PC64, rc), negMax80).toString(16)).toBe(neg32.toString(16));
+      expect(flags()).toBe(fneg);
+    }
+    // Unmasked OE: nothing to store, and neither PE nor C1 (SDM Vol. 1 4.9.1.6).
+    for (const rc of [RN, RD, RU, RZ]) {
+      f64(cwOf(PC64, rc, NO_OE), max80);
+      expect(flags()).toBe(OE);
+      f32(cwOf(PC64, rc, NO_OE), negMax80);
+      expect(flags()).toBe(OE);
+    }
+  });
+
+  it('values just below, at and above the destination maximum, in all four rounding modes, masked and unmasked', () => {
+    for (const fmt of formats) {
+      const maxEx = 16383 + fmt.bias; // extended exponent of the destination's largest binade
+      const vals = around(maxEx, fmt.mbits + 1);
+      for (const a of vals) for (let rc = 0; rc < 4; rc++) for (const masks of [MASKED, NO_OE]) check(fmt, a, rc, masks);
+    }
+    // Spot values: the f64 maximum is exact; its RN midpoint to 2^1024 ties to even, which is up.
+    const f64max = { se: 16383 + 1023, sig: 0xfffffffffffff800n };
+    expect(formats[0].store(cwOf(PC64, RN), f64max)).toBe(0x7fefffffffffffffn);
+    expect(flags()).toBe(0);
+    expect(formats[0].store(cwOf(PC64, RN), { ...f64max, sig: 0xfffffffffffffbffn })).toBe(0x7fefffffffffffffn);
+    expect(flags()).toBe(PE);
+    expect(formats[0].store(cwOf(PC64, RN), { ...f64max, sig: 0xfffffffffffffc00n })).toBe(0x7ff0000000000000n);
+    expect(flags()).toBe(OE | PE | C1);
+    expect(formats[0].store(cwOf(PC64, RU), { ...f64max, sig: 0xfffffffffffff801n })).toBe(0x7ff0000000000000n);
+    expect(flags()).toBe(OE | PE | C1);
+  });
+
+  it('values around the smallest normal and in the denormal range, masked and unmasked UE', () => {
+    for (const fmt of formats) {
+      const minEx = 16383 + 1 - fmt.bias; // extended exponent of the destination's smallest normal
+      const vals = [...around(minEx - 1, fmt.mbits + 1), ...around(minEx, fmt.mbits + 1)];
+      for (let d = 1; d <= fmt.mbits + 3; d++) vals.push({ se: minEx - d, sig: J }, { se: 0x8000 | (minEx - d), sig: J | 1n }, { se: minEx - d, sig: 0xc000000000000000n });
+      for (const a of vals) for (let rc = 0; rc < 4; rc++) for (const masks of [MASKED, NO_UE]) check(fmt, a, rc, masks);
+    }
+    // Half the smallest f64 denormal ties to even (0); a hair more rounds up to it.
+    const halfMin = { se: 16383 - 1075, sig: J };
+    expect(formats[0].store(cwOf(PC64, RN), halfMin)).toBe(0n);
+    expect(flags()).toBe(UE | PE);
+    expect(formats[0].store(cwOf(PC64, RN), { ...halfMin, sig: J | 1n })).toBe(1n);
+    expect(flags()).toBe(UE | PE | C1);
+    // Unmasked UE is signaled on tininess even when exact (SDM Vol. 1 4.9.1.5).
+    formats[0].store(cwOf(PC64, RN, NO_UE), { se: 16383 - 1023, sig: J });
+    expect(flags()).toBe(UE);
+    expect(formats[0].store(cwOf(PC64, RN), { se: 16383 - 1023, sig: J })).toBe(0x0008000000000000n);
+    expect(flags()).toBe(0);
+  });
+
+  it('random extended values over the whole exponent range, all modes, masked and unmasked', () => {
+    for (let i = 0; i < 40000; i++) {
+      const fmt = formats[i & 1];
+      const ex = rndInt(4) === 0 ? 16383 - fmt.bias + rndInt(2 * fmt.bias + 2 * 70) - 70 : 1 + rndInt(0x7ffe);
+      const sig = rndInt(4) === 0 ? (rnd64() | J) & ~((1n << BigInt(rndInt(64))) - 1n) | J : rnd64() | J;
+      const a = { se: (rndInt(2) << 15) | Math.max(1, Math.min(0x7ffe, ex)), sig };
+      check(fmt, a, rndInt(4), [MASKED, NO_OE, NO_UE, 0][rndInt(4)]);
+    }
+  });
+});
+
 describe('special operands (SDM Vol. 1 4.8.3, 8.2.2)', () => {
   const INDEF = 'ffff:c000000000000000';
   const inf: F80 = { se: 0x7fff, sig: J }, ninf: F80 = { se: 0xffff, sig: J };

@@ -2,7 +2,8 @@
 // handshake, and the session keys that MAC every frame after it.
 //
 //   client (primary)                                   server (secondary)
-//   HELLO      {version, macLength, role, nonceC, memorySize, diskSize, node}  CRC-32C, seq 0
+//   HELLO      {version, macLength, role, nonceC, memorySize, diskSize, maxPayload, node}
+//                                                                   CRC-32C, seq 0
 //                                   HELLO_ACK {same fields for the server, nonceS, proofS}  CRC, seq 0
 //   HELLO_PROOF {proofC}                                            HMAC c2s, seq 1
 //                                   HELLO_DONE {}                   HMAC s2c, seq 1
@@ -28,6 +29,7 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { ProtocolError, oneLine } from './errors.ts';
 import {
+  DEFAULT_MAX_PAYLOAD,
   FrameDecoder,
   FrameEncoder,
   MessageType,
@@ -311,11 +313,20 @@ function expectType(f: Frame, type: MessageType): void {
 
 function localHello(opts: HandshakeOptions, version: number, macLength: MacLength, nonce: Buffer): Hello {
   const l = opts.local ?? {};
-  return { version, macLength, role: l.role ?? 0, nonce, memorySize: l.memorySize ?? 0, diskSize: l.diskSize ?? 0, node: l.node ?? '' };
+  const maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+  return { version, macLength, role: l.role ?? 0, nonce, memorySize: l.memorySize ?? 0, diskSize: l.diskSize ?? 0, maxPayload, node: l.node ?? '' };
 }
 
 function peerInfo(h: Hello): PeerInfo {
-  return { version: h.version, macLength: h.macLength, role: h.role, memorySize: h.memorySize, diskSize: h.diskSize, node: h.node };
+  const { version, macLength, role, memorySize, diskSize, maxPayload, node } = h;
+  return { version, macLength, role, memorySize, diskSize, maxPayload, node };
+}
+
+/** After authentication: accept up to our limit, send up to the peer's (an oversized
+ *  send() then fails locally with a RangeError instead of killing the link). */
+function applyLimits(opts: HandshakeOptions, decoder: FrameDecoder, encoder: FrameEncoder, peer: Hello): void {
+  decoder.maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+  encoder.maxPayload = Math.min(encoder.maxPayload, peer.maxPayload);
 }
 
 function newCodecs(opts: HandshakeOptions): { decoder: FrameDecoder; encoder: FrameEncoder; version: number } {
@@ -360,7 +371,7 @@ export async function clientHandshake(socket: Socket, opts: HandshakeOptions): P
     const done = await link.read();
     expectType(done, MessageType.HELLO_DONE);
     decodeEmpty(done.payload, 'HELLO_DONE');
-    decoder.maxPayload = opts.maxPayload ?? encoder.maxPayload;
+    applyLimits(opts, decoder, encoder, ack);
     return { decoder, encoder, peer: peerInfo(ack) };
   } finally {
     link.release();
@@ -417,7 +428,7 @@ export async function serverHandshake(socket: Socket, opts: HandshakeOptions): P
     if (!proofsEqual(expected, decodeHelloProof(proofFrame.payload))) {
       throw new ProtocolError('AUTH', 'client failed authentication: its proof does not verify (wrong key, or the handshake was tampered with)');
     }
-    decoder.maxPayload = opts.maxPayload ?? encoder.maxPayload;
+    applyLimits(opts, decoder, encoder, hello);
     link.write(MessageType.HELLO_DONE, []);
     return { decoder, encoder, peer: peerInfo(hello) };
   } finally {

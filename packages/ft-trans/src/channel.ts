@@ -117,7 +117,7 @@ export class FtChannel extends EventEmitter<FtChannelEvents> {
    * mark: wait for whenWritable() (or 'drain') before sending more.
    */
   send(type: MessageType, epoch: bigint, parts: readonly Uint8Array[] = []): boolean {
-    if (this.#closing || this.#closed) throw new ChannelClosedError(`channel to ${this.remote} is closed`);
+    if (this.#closing || this.#closed || this.#closeError) throw new ChannelClosedError(`channel to ${this.remote} is closed`);
     if (HANDSHAKE_TYPES.has(type) || type === MessageType.BYE) {
       throw new RangeError(`${messageTypeName(type)} is sent by the channel itself`);
     }
@@ -201,7 +201,7 @@ export class FtChannel extends EventEmitter<FtChannelEvents> {
 
   #onData(chunk: Buffer): void {
     this.#lastRx = performance.now();
-    if (this.#closed) return;
+    if (this.#closed || this.#closeError) return;
     this.#decoder.push(chunk);
     this.#pump();
   }
@@ -224,7 +224,6 @@ export class FtChannel extends EventEmitter<FtChannelEvents> {
         }
         this.#deliver(f);
       }
-      if (this.#paused) this.#socket.pause();
     } finally {
       this.#pumping = false;
     }

@@ -18,7 +18,6 @@ export type ProtocolErrorCode =
   | 'AUTH' // the peer failed the challenge-response (wrong key, tampered handshake)
   | 'REPLAY' // a HELLO nonce this process has already seen
   | 'TIMEOUT' // handshake or peer liveness deadline passed
-  | 'BUSY' // too many handshakes in progress
   | 'PEER_ERROR' // the peer sent ERROR
   | 'CLOSED'; // the connection closed before the handshake completed
 

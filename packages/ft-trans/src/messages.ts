@@ -5,7 +5,7 @@
 // out-of-range field) is a ProtocolError('MALFORMED'), never a RangeError.
 //
 //   HELLO            u16 version, u8 macLength, u8 role, nonce[32], u64 memorySize,
-//                    u64 diskSize, str8 node
+//                    u64 diskSize, u32 maxPayload, str8 node
 //   HELLO_ACK        the same fields for the server, then proof[32]
 //   HELLO_PROOF      proof[32]
 //   HELLO_DONE       (empty)
@@ -145,6 +145,8 @@ export interface PeerInfo {
   readonly role: Role;
   readonly memorySize: number;
   readonly diskSize: number;
+  /** Largest payload this side accepts; the other side never sends more. */
+  readonly maxPayload: number;
   /** Free-form node name for logs (host, instance id). */
   readonly node: string;
 }
@@ -157,12 +159,12 @@ export interface HelloAck extends Hello {
 }
 
 function helloSize(node: Buffer): number {
-  return 2 + 1 + 1 + NONCE_SIZE + 8 + 8 + 1 + node.length;
+  return 2 + 1 + 1 + NONCE_SIZE + 8 + 8 + 4 + 1 + node.length;
 }
 
 function writeHello(w: PayloadWriter, h: Hello, node: Buffer): void {
   if (h.nonce.length !== NONCE_SIZE) throw new RangeError(`nonce must be ${NONCE_SIZE} bytes`);
-  w.u16(h.version).u8(h.macLength).u8(h.role).bytes(h.nonce).u64(h.memorySize).u64(h.diskSize).u8(node.length).bytes(node);
+  w.u16(h.version).u8(h.macLength).u8(h.role).bytes(h.nonce).u64(h.memorySize).u64(h.diskSize).u32(h.maxPayload).u8(node.length).bytes(node);
 }
 
 function readHello(r: PayloadReader, what: string): Hello {
@@ -176,8 +178,9 @@ function readHello(r: PayloadReader, what: string): Hello {
   const nonce = Buffer.from(r.bytes(NONCE_SIZE)); // copied: it outlives the frame
   const memorySize = r.u64();
   const diskSize = r.u64();
+  const maxPayload = r.u32();
   const node = r.str8();
-  return { version, macLength, role, nonce, memorySize, diskSize, node };
+  return { version, macLength, role, nonce, memorySize, diskSize, maxPayload, node };
 }
 
 export function encodeHello(h: Hello): Buffer {

@@ -203,7 +203,7 @@ describe('handshake', () => {
     expect(sec.listener.host).toBe('127.0.0.1'); // loopback unless told otherwise
     const pri = await connectPrimary(sec.listener.port, key, { macLength: 32 });
     await waitFor(() => sec.channels.length === 1);
-    expect(pri.peer).toEqual({ version: 1, macLength: 32, role: Role.SECONDARY, memorySize: 256 << 20, diskSize: 1 << 30, node: 'sec' });
+    expect(pri.peer).toEqual({ version: 1, macLength: 32, role: Role.SECONDARY, memorySize: 256 << 20, diskSize: 1 << 30, maxPayload: 64 << 20, node: 'sec' });
     expect(sec.channels[0].peer).toMatchObject({ role: Role.PRIMARY, memorySize: 256 << 20, node: 'pri', macLength: 32 });
     const got: Frame[] = [];
     sec.channels[0].on('frame', (f) => {
@@ -237,7 +237,7 @@ describe('handshake', () => {
       const key = variant === 'wrong key' ? testKey() : serverKey;
       const raw = await RawPeer.open(sec.listener.port);
       const nonceC = randomBytes(NONCE_SIZE);
-      const hello = encodeHello({ version: 1, macLength: 16, role: Role.PRIMARY, nonce: nonceC, memorySize: 0, diskSize: 0, node: 'evil' });
+      const hello = encodeHello({ version: 1, macLength: 16, role: Role.PRIMARY, nonce: nonceC, memorySize: 0, diskSize: 0, maxPayload: 1 << 20, node: 'evil' });
       raw.send(MessageType.HELLO, [hello]);
       const ackFrame = (await raw.frame())!;
       const ack = decodeHelloAck(ackFrame.payload);

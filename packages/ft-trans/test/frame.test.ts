@@ -79,7 +79,7 @@ function pair(mac: MacLength | 0, decoderOpts: { maxPayload?: number } = {}): { 
 const samples: Record<MessageTypeName, { parts: Uint8Array[]; check: (payload: Buffer) => void }> = (() => {
   const nonce = randomBytes(32);
   const proof = randomBytes(32);
-  const hello = { version: 1, macLength: 16 as const, role: Role.PRIMARY, nonce, memorySize: 512 * MIB, diskSize: 8 * 1024 * MIB, node: 'primary-ä' };
+  const hello = { version: 1, macLength: 16 as const, role: Role.PRIMARY, nonce, memorySize: 512 * MIB, diskSize: 8 * 1024 * MIB, maxPayload: 64 * MIB, node: 'primary-ä' };
   const pageData = randomBytes(3 * PAGE_SIZE);
   const disk = [
     { offset: 0, data: randomBytes(512) },

@@ -16,6 +16,10 @@ import {
   Pc, loadMultiboot, isMultiboot, ImageError, type RunOutcome,
 } from '@ftx86/emulator';
 import { isBzImage, loadLinux } from '@ftx86/emulator/src/loaders/linux.ts';
+import { RawFileBlockBackend } from '@ftx86/emulator/src/block-backend.ts';
+import { UdpNetBackend, parseUdpSpec } from '@ftx86/emulator/src/net/udp.ts';
+import { TapNetBackend, startTapBridge } from '@ftx86/emulator/src/net/tap.ts';
+import type { NetBackend } from '@ftx86/emulator/src/net/backend.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_USAGE = 2;
@@ -217,13 +221,66 @@ function openSerial(spec: string, onInput: (b: Uint8Array) => void, onQuit: () =
   };
 }
 
+/**
+ * --net udp:LPORT:RHOST:RPORT binds a UDP port on loopback; --net tap:NAME starts a socat
+ * bridge to TAP device NAME over two loopback UDP ports (see net/tap.ts for why).
+ */
+async function openNet(spec: string): Promise<NetBackend> {
+  if (spec.startsWith('udp:')) {
+    let b: UdpNetBackend;
+    try {
+      b = new UdpNetBackend(parseUdpSpec(spec.slice(4)));
+      await b.ready;
+    } catch (e) {
+      throw new UsageError(`--net: ${(e as Error).message}`);
+    }
+    return b;
+  }
+  const name = spec.slice(4);
+  // Two free loopback ports for the bridge: the kernel picks them.
+  const { createSocket } = await import('node:dgram');
+  const pick = () => new Promise<number>((resolve, reject) => {
+    const s = createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+  const emulatorPort = await pick();
+  const bridgePort = await pick();
+  let bridge;
+  try {
+    bridge = startTapBridge(name, emulatorPort, bridgePort);
+  } catch (e) {
+    throw new UsageError(`--net: ${(e as Error).message}`);
+  }
+  const b = new TapNetBackend(bridge, emulatorPort, bridgePort);
+  try {
+    await b.ready;
+  } catch (e) {
+    b.close();
+    throw new UsageError(`--net: ${(e as Error).message}`);
+  }
+  return b;
+}
+
 export async function run(opts: RunOptions): Promise<number> {
   let serial: SerialBackend | undefined;
   const debugOut = opts.debugcon === 'none' ? undefined : opts.debugcon === 'stdio'
     ? (b: number) => process.stdout.write(Uint8Array.of(b))
     : (() => { const fd = openSync(opts.debugcon.slice(5), 'w'); return (b: number) => { writeSync(fd, Uint8Array.of(b)); }; })();
+  let disk: RawFileBlockBackend | undefined;
+  if (opts.disk) {
+    try {
+      disk = new RawFileBlockBackend(opts.disk);
+    } catch (e) {
+      throw new UsageError(`--disk: ${(e as Error).message}`);
+    }
+  }
+  let net: NetBackend | undefined;
+  if (opts.net) net = await openNet(opts.net);
   const pc = new Pc({
     memoryBytes: opts.memory,
+    disk,
+    net: net ? { backend: net } : undefined,
     clock: opts.clock,
     rtcBaseMs: opts.rtcBaseMs,
     noReboot: opts.noReboot,
@@ -238,7 +295,6 @@ export async function run(opts: RunOptions): Promise<number> {
     });
   }
   if (opts.bios) throw new UsageError('--bios: ROM boot is not supported yet');
-  if (opts.disk || opts.net) throw new UsageError('--disk/--net: the disk and NIC are not wired yet');
   const kernelPath = opts.kernel ?? (await import('node:url')).fileURLToPath(DEFAULT_GUEST);
   const image = readImage('--kernel', kernelPath);
   try {
@@ -265,6 +321,8 @@ export async function run(opts: RunOptions): Promise<number> {
   } finally {
     process.off('SIGINT', onSigint);
     serial.close();
+    net?.close();
+    disk?.close();
   }
   if (interrupted) return EXIT_INTERRUPTED;
   switch (outcome.kind) {

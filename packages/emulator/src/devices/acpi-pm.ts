@@ -1,6 +1,6 @@
 /**
- * The ACPI fixed-hardware PM block (ACPI 6.5, 4.8 "ACPI Hardware Specification", Fixed
- * Hardware Registers), laid out as PIIX4's function 3 lays it out from PMBASE:
+ * The ACPI fixed-hardware PM block (ACPI 6.4, 4.8 "ACPI Hardware Specification"), laid out
+ * as PIIX4's power management function lays it out from PMBASE:
  *
  *   +0  PM1a_STS  (16 bits, write 1 to clear)   PM1a_EVT_BLK, PM1_EVT_LEN = 4
  *   +2  PM1a_EN   (16 bits)
@@ -9,14 +9,14 @@
  *
  * The FADT (acpi-tables.ts) sets SMI_CMD = 0, so the machine is always in ACPI mode and
  * SCI_EN reads 1 (ACPI 4.8.2.5 / ACPICA hwacpi.c acpi_hw_get_mode: no SMI_CMD means ACPI
- * mode). The SCI is level triggered and shared-capable: it is asserted while any status bit
- * with its enable bit set is set (4.8.2.1 "PM1 Event Grouping").
+ * mode). The SCI is level triggered: it is asserted while any status bit whose enable bit
+ * is set is set ("PM1 Event Grouping", 4.8.4.1).
  *
  * The PM timer runs at 3.579545 MHz from the injected Clock. Linux uses it as the acpi_pm
  * clocksource (drivers/clocksource/acpi_pm.c, 24-bit mask) and to calibrate the TSC, so it is
  * a closed-form function of machine time: monotonic, exact, and continuous across save and
  * restore (the machine restores its clock). TMR_STS sets each time the counter's top bit
- * toggles (4.8.3.3 "Power Management Timer"); with TMR_EN set that raises the SCI, and
+ * toggles (TMR_STS in table 4.11, "Power Management Timer"); with TMR_EN set that raises the SCI, and
  * tick() asks the machine for a deadline at the next carry.
  *
  * Sleep: writing SLP_EN with SLP_TYP = SLP_TYP_S5 (the value \_S5 in the DSDT names) calls
@@ -27,7 +27,7 @@
 import type { AccessSize, Clock, IrqLine, PortDevice, Persistent, TimedDevice } from '../device.ts';
 import { StateFields } from './state-fields.ts';
 
-/** The ACPI PM timer frequency (ACPI 4.8.3.3): 3.579545 MHz, three times the PIT's clock. */
+/** The ACPI PM timer frequency (ACPI "Power Management Timer"): 3.579545 MHz, three times the PIT's clock. */
 export const PM_TIMER_HZ = 3_579_545;
 const NS_PER_S = 1_000_000_000;
 
@@ -45,7 +45,7 @@ export const ACPI_PM_BLOCK_LENGTH = 12;
 /** SLP_TYP value that means soft-off (S5): what the DSDT's \_S5 package holds. */
 export const SLP_TYP_S5 = 5;
 
-// PM1 status / enable bits (ACPI 4.8.3.1.1, tables 4.16 and 4.17).
+// PM1 status / enable bits (ACPI 6.4 4.8.4.1.1-2, tables 4.11 and 4.12).
 export const TMR_STS = 1 << 0;
 export const GBL_STS = 1 << 5;
 export const PWRBTN_STS = 1 << 8;
@@ -59,7 +59,7 @@ const STATUS_IMPLEMENTED = TMR_STS | PWRBTN_STS | WAK_STS;
 /** Enable bits that exist (the others read 0); only TMR_EN and PWRBTN_EN have events behind them. */
 const ENABLE_WRITABLE = TMR_STS | GBL_STS | PWRBTN_STS | SLPBTN_STS | RTC_STS;
 
-// PM1 control bits (ACPI 4.8.3.2.1, table 4.18).
+// PM1 control bits (ACPI 6.4 4.8.4.2.1, table 4.13).
 export const SCI_EN = 1 << 0;
 const BM_RLD = 1 << 1;
 const SLP_TYP_SHIFT = 10;
@@ -203,7 +203,7 @@ export class AcpiPm implements PortDevice, TimedDevice, Persistent<AcpiPmState> 
     return Math.floor(pmTimerTicksAt(ns) / this.carryTicks);
   }
 
-  /** Set TMR_STS if the timer's top bit toggled since the last look (ACPI 4.8.3.3). */
+  /** Set TMR_STS if the timer's top bit toggled since the last look (table 4.11, TMR_STS). */
   private syncTimer(ns: number): void {
     const carries = this.carriesAt(ns);
     if (carries > this.timerCarries) {
@@ -231,7 +231,7 @@ export class AcpiPm implements PortDevice, TimedDevice, Persistent<AcpiPmState> 
       case PM_TMR_OFFSET: return timer & 0xff;
       case PM_TMR_OFFSET + 1: return (timer >>> 8) & 0xff;
       case PM_TMR_OFFSET + 2: return (timer >>> 16) & 0xff;
-      // The top byte is reserved (reads 0) for a 24-bit timer: ACPI 4.8.3.3, TMR_VAL_EXT clear.
+      // The top byte is reserved (reads 0) for a 24-bit timer: the FADT's TMR_VAL_EXT is clear.
       case PM_TMR_OFFSET + 3: return (timer >>> 24) & 0xff;
       default: return 0;
     }
@@ -240,7 +240,7 @@ export class AcpiPm implements PortDevice, TimedDevice, Persistent<AcpiPmState> 
   /** Returns the SLP_TYP of a write that set SLP_EN, else -1. */
   private writeByte(offset: number, byte: number): number {
     switch (offset) {
-      // Status bits are write-1-to-clear (ACPI 4.8.3.1.1: "cleared by writing a 1").
+      // Status bits are write-1-to-clear (table 4.11: "cleared by writing a 1").
       case PM1_STS_OFFSET: this.status &= ~byte; return -1;
       case PM1_STS_OFFSET + 1: this.status &= ~(byte << 8); return -1;
       case PM1_EN_OFFSET: this.enable = ((this.enable & 0xff00) | byte) & ENABLE_WRITABLE; return -1;
@@ -261,7 +261,7 @@ export class AcpiPm implements PortDevice, TimedDevice, Persistent<AcpiPmState> 
       this.options.powerOff();
       return;
     }
-    // No S1-S4: wake at once, as if a wake event had arrived (ACPI 4.8.3.1.1, WAK_STS).
+    // No S1-S4: wake at once, as if a wake event had arrived (table 4.11, WAK_STS).
     this.status |= WAK_STS;
     this.updateSci();
   }

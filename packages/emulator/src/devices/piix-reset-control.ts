@@ -1,6 +1,6 @@
 /**
- * The PIIX reset control register (RC) at port 0xCF9 (82371AB PIIX4 datasheet, 4.1.17 "RC -
- * Reset Control Register"; ICH adds FULL_RST in bit 3). Setting RST_CPU resets the machine;
+ * The PIIX reset control register at port 0xCF9 (82371AB PIIX4 datasheet, "RC - Reset Control
+ * Register (IO)"; ICH adds FULL_RST in bit 3). Setting RST_CPU resets the machine;
  * SYS_RST (hard vs soft) and FULL_RST are kept and read back but make no difference here,
  * since the machine has one kind of reset.
  *
@@ -9,10 +9,12 @@
  * reboot=pci writes 0x02 then 0x06 (or 0x0E) directly. As in QEMU's piix (rcr_write), every
  * write with RST_CPU set resets, whatever was written before: the bit never reads back as 1.
  *
- * The register is a byte inside the dword CONFIG_ADDRESS at 0xCF8; the PCI host bridge must
- * leave byte accesses at 0xCF9 to this device, as PIIX decodes them.
+ * The register is a byte inside the dword CONFIG_ADDRESS at 0xCF8, and PIIX decodes byte
+ * accesses at 0xCF9 as this register. The port bus dispatches an access by its first port, so
+ * a PCI host bridge registered as 0xCF8 (1 port) + 0xCFC (4 ports) still gets every dword
+ * CONFIG_ADDRESS access and leaves 0xCF9 to this device.
  */
-import type { PortDevice, Persistent } from '../device.ts';
+import type { AccessSize, PortDevice, Persistent } from '../device.ts';
 import { StateFields } from './state-fields.ts';
 
 const SYS_RST = 1 << 1;
@@ -36,7 +38,7 @@ export class PiixResetControl implements PortDevice, Persistent<PiixResetControl
     return this.value;
   }
 
-  write(_offset: number, value: number): void {
+  write(_offset: number, value: number, _size: AccessSize): void {
     this.value = value & (SYS_RST | FULL_RST);
     if (value & RST_CPU) this.requestReset();
   }

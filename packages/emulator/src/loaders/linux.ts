@@ -235,8 +235,9 @@ export function loadLinux(cpu: Cpu, img: Uint8Array, opts: LinuxBootOptions = {}
       `${mib(hdr.initSize)} to decompress at ${hex(runAt(kernelAddr))}), machine has ${mib(ram)}`);
   }
 
-  // The initrd: as high as possible (boot.rst: "as high as will fit"), below initrd_addr_max,
-  // page aligned, clear of the kernel. Protocols before 2.03 did not state the maximum.
+  // The initrd: as high as possible, below initrd_addr_max, page aligned, clear of everything
+  // the decompressor touches. (With KASLR the kernel may then move; it avoids the initrd,
+  // the command line and boot_params itself: compressed/kaslr.c, mem_avoid.)
   let initrdAddr = 0;
   const initrdSize = opts.initrd?.length ?? 0;
   if (opts.initrd && initrdSize > 0) {
@@ -253,8 +254,8 @@ export function loadLinux(cpu: Cpu, img: Uint8Array, opts: LinuxBootOptions = {}
   const dv = new DataView(zp.buffer);
   zp.set(hdr.setupHeader, BP.setupSects);
   zp[BP.typeOfLoader] = TYPE_OF_LOADER_UNDEFINED;
-  // KEEP_SEGMENTS is obsolete (and an old kernel would then trust our segments blindly);
-  // CAN_USE_HEAP tells a setup that heap_end_ptr is valid.
+  // KEEP_SEGMENTS is obsolete (boot.rst: "This flag is obsolete."): without it older kernels reload their
+  // segments from __BOOT_DS, which ours already are. CAN_USE_HEAP says heap_end_ptr is valid.
   zp[BP.loadflags] = (hdr.loadflags & ~KEEP_SEGMENTS) | CAN_USE_HEAP;
   dv.setUint16(BP.heapEndPtr, HEAP_END_PTR, true);
   // A loader that places a relocatable kernel elsewhere must point code32_start at it (boot.rst).

@@ -37,7 +37,11 @@ export interface DiskTarget {
   readonly name: string;
   readonly diskBytes: number;
   readonly blockSize: number;
-  /** Write blocks (block i of the list is data[i * blockSize, ...)); bounds are checked. */
+  /**
+   * Write blocks (block i of the list is data[i * blockSize, ...)); bounds were checked.
+   * Runs after the devices took their states, so it must not fail: an overlay in memory,
+   * or a backend that has made sure of its space beforehand.
+   */
   writeBlocks(blockNumbers: readonly number[], data: Uint8Array): void;
 }
 
@@ -144,8 +148,8 @@ function plan(state: VmState, target: SnapshotTarget, migrations: MigrationRegis
 export function applyState(state: VmState, target: SnapshotTarget, options: ApplyOptions = {}): void {
   const { devices, disks } = plan(state, target, options.migrations ?? stateMigrations);
 
-  // Every device's state is kept before the first load, not just the loaded ones': a
-  // loadState drives its IRQ line, which moves the interrupt controller's state too.
+  // Every device's state is kept before the first load, not only those loaded before a
+  // refusal: a loadState drives its IRQ line, which moves the interrupt controller too.
   const before = devices.map((d) => d.device.saveState());
   for (const d of devices) {
     try {

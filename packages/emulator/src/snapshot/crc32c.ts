@@ -6,8 +6,10 @@
  * and bit rot.
  *
  * Slicing-by-16 over little-endian 32-bit words: four word loads and sixteen table lookups
- * per 16 bytes, measured fastest in V8 among byte-at-a-time, slicing-by-8 and -by-16
- * (bench/snapshot.ts prints the rate).
+ * per 16 bytes. On an idle core of this machine (Node 20) it ran at ~1.0 GB/s, against
+ * ~0.9 GB/s for slicing-by-8 over words and ~0.55 GB/s over bytes; bench/snapshot.ts
+ * prints its rate. A native SSE4.2 CRC (e.g. @node-rs/crc32) measured 3-4x faster in the
+ * same conditions, if the checksum ever dominates a checkpoint.
  */
 
 const POLY = 0x82f63b78;
