@@ -10,7 +10,12 @@ import type { GuestRun } from './transcript.ts';
 export const ftx86Ready = true;
 
 export async function runUnderFtx86(binPath: string): Promise<GuestRun> {
-  const r = runTestGuest(new Uint8Array(readFileSync(binPath)), { memoryBytes: 32 * 1024 * 1024, maxInstructions: 500_000_000 });
+  const r = runTestGuest(new Uint8Array(readFileSync(binPath)), {
+    memoryBytes: 32 * 1024 * 1024,
+    maxInstructions: 500_000_000,
+    // Every test guest also checks dirty tracking: a page changed but not reported fails the run.
+    verifyDirtyEvery: 1_000_000,
+  });
   // A guest that ended any other way than the exit port: report it like a crashed QEMU would.
   const exitCode = r.exitStatus ?? (r.outcome.kind === 'reset' ? 0 : -1);
   return { debugOutput: r.output + (r.exitStatus === undefined ? `\n[ftx86: run ended: ${r.outcome.kind}]\n` : ''), exitCode };
