@@ -35,6 +35,9 @@
 ;   - With an unmasked IE/ZE, QEMU writes the masked response (NaN, infinity) to
 ;     the destination; hardware leaves the destination unchanged. The #MF case
 ;     does not print the destination.
+;   - An unmasked #O/#U on FST/FSTP m32/m64 still stores the masked response,
+;     pops and sets PE (hardware: nothing stored, no pop, PE and C1 clear). Two
+;     hwcheck lines.
 ;   - FNSTENV/FNSAVE store 0 in the reserved upper halves (P6: FFFFh) and FOP=0.
 ;   - FNSTENV does not mask the exceptions afterwards (SDM FSTENV: "then masks
 ;     all floating-point exceptions"). An hwcheck line; the guest reloads CW.
@@ -235,6 +238,31 @@ m_ru: db "ru", 0
 m_rz: db "rz", 0
 section .text
 
+; UNMASKED_STORE "name", control word, 80-bit value, store, exception flag: the
+; store must leave scratch64 and TOP alone and report only the flag (and ES, B)
+%macro UNMASKED_STORE 5
+    fninit
+    fldcw [%2]
+    fld tword [%3]
+    mov dword [scratch64], 0x55555555
+    mov dword [scratch64 + 4], 0x55555555
+    %4
+    fnstsw ax
+    fninit
+    and ax, 0xBBFF                  ; B TOP C1 ES SF PE UE OE ZE DE IE
+    cmp ax, 0xB880 | %5             ; B, TOP = 7 (not popped), ES
+    jne %%bad
+    cmp dword [scratch64], 0x55555555
+    jne %%bad
+    cmp dword [scratch64 + 4], 0x55555555
+    jne %%bad
+    HWCHECK_OK %1
+    jmp %%done
+%%bad:
+    HWCHECK_FAIL %1
+%%done:
+%endmacro
+
 t_load_store:
     ; FLD m32 / m64: exact widening, SNaN quieted with IE (SDM FLD #IA)
     mov esi, f32vals + 4
@@ -300,6 +328,11 @@ t_load_store:
     inc ebp
     cmp ebp, [st_modes]
     jb .mode
+    ; An unmasked #O or #U on a store to memory stores nothing and does not pop,
+    ; and the inexact result is not reported: PE and C1 stay clear (SDM Vol. 1
+    ; 4.9.1.6, 8.5.4, 8.5.5). hwcheck lines: QEMU stores and pops (see header).
+    UNMASKED_STORE "fstp m64 max80, OE unmasked", cw_oe_unmasked, st_vals + 4 + 2 * 14 + 4, {fstp qword [scratch64]}, 0x08
+    UNMASKED_STORE "fstp m32 minnorm80, UE unmasked", cw_ue_unmasked, st_vals + 4 + 4 * 14 + 4, {fstp dword [scratch64]}, 0x10
     ; FSTP m80 and FST ST(i)
     fninit
     fldpi
@@ -317,6 +350,9 @@ section .bss
 alignb 8
 scratch32: resd 2
 scratch64: resq 2
+section .rodata
+cw_oe_unmasked: dw CW_N64 & ~0x08
+cw_ue_unmasked: dw CW_N64 & ~0x10
 section .text
 
 ; ============================================================================

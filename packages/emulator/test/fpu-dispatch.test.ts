@@ -43,6 +43,8 @@ function boot(code: number[], at = 0x7c00): Machine {
       io_read: () => 0xff, io_write: () => {}, mmio_read: () => 0xffffffff, mmio_write: () => {},
       intr_ack: () => -1,
       fpu_ferr: (level: number) => { ferr.push(level); },
+      // RDTSC/WRMSR 0x10 with a live TSC (exec.ts); these programs use neither.
+      tsc: () => 0n, tsc_write: () => {},
     },
   });
   const X = inst.exports as unknown as Record<string, (...a: number[]) => number>;

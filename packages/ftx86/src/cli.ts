@@ -48,6 +48,7 @@ Multiboot image for small test guests (the built-in default guest when --kernel 
   --rtc-base TIME      RTC start, ISO 8601 or seconds since 1970 (default: now)
   --max-instructions N stop after N guest instructions
   --trace-io PORTS     log port writes, e.g. 0x3f8-0x3ff,0x70 (to stderr)
+  --stats              at exit, print guest instructions, time and rate to stderr
   -h, --help           this text
 
 On a terminal, the console is in raw mode: press Ctrl-A then x to quit.
@@ -103,6 +104,7 @@ export interface RunOptions {
   rtcBaseMs?: number;
   maxInstructions?: number;
   traceIo?: Set<number>;
+  stats: boolean;
 }
 
 export function parseRunArgs(argv: string[]): RunOptions | 'help' {
@@ -127,6 +129,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         'rtc-base': { type: 'string' },
         'max-instructions': { type: 'string' },
         'trace-io': { type: 'string' },
+        stats: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -168,6 +171,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
     rtcBaseMs,
     maxInstructions,
     traceIo: v['trace-io'] !== undefined ? parsePorts(v['trace-io']) : undefined,
+    stats: v.stats ?? false,
   };
 }
 
@@ -316,9 +320,15 @@ export async function run(opts: RunOptions): Promise<number> {
   const onSigint = () => { interrupted = true; m.stop(); };
   process.on('SIGINT', onSigint);
   let outcome: RunOutcome;
+  const started = process.hrtime.bigint();
   try {
     outcome = await m.run(opts.maxInstructions ?? Number.MAX_SAFE_INTEGER);
   } finally {
+    if (opts.stats) {
+      const s = Number(process.hrtime.bigint() - started) / 1e9;
+      const n = m.cpu.instructionCount;
+      process.stderr.write(`ftx86: ${n} instructions in ${s.toFixed(3)} s (${(Number(n) / s / 1e6).toFixed(1)} M/s)\n`);
+    }
     process.off('SIGINT', onSigint);
     serial.close();
     net?.close();
