@@ -21,6 +21,7 @@ import { VirtioNet } from './devices/virtio-net.ts';
 import type { BlockBackend } from './block-backend.ts';
 import type { NetBackend } from './net/backend.ts';
 import { CpuGuestMemory } from './guest-memory.ts';
+import { Rom, checkRomImage } from './devices/rom.ts';
 import * as L from './layout.ts';
 
 export interface PcOptions extends MachineOptions {
@@ -32,6 +33,12 @@ export interface PcOptions extends MachineOptions {
   disk?: BlockBackend;
   /** A NIC on virtio-net (PCI slot 2), with its backend. */
   net?: { backend: NetBackend; mac?: string };
+  /**
+   * A firmware image: mapped at the top of 4 GiB, its last 128 KiB (or all of a smaller one)
+   * aliased below 1 MiB, and the CPU left at the reset vector. The firmware then owns the
+   * area 0xE0000-0xFFFFF, so the platform's own ACPI tables are not installed.
+   */
+  bios?: Uint8Array;
 }
 
 /** PCI slots and the ISA IRQs their INTA# lines are wired to (level-triggered in ELCR). */
@@ -51,7 +58,7 @@ export class Pc {
   readonly i8042: I8042;
   readonly port92: Port92;
   readonly acpi: AcpiPm;
-  readonly acpiTables: AcpiTables;
+  readonly acpiTables: AcpiTables | undefined;
   readonly pci: PciBus;
   readonly virtioBlk: VirtioBlk | undefined;
   readonly virtioNet: VirtioNet | undefined;
@@ -113,7 +120,16 @@ export class Pc {
     this.acpi = new AcpiPm(this.pic.irq(L.IRQ_ACPI_SCI), clock, { powerOff: () => m.requestStop({ kind: 'poweroff' }) });
     m.ports.register(L.ACPI_PM_PORT, 12, this.acpi, 'acpi-pm');
     m.addTimedDevice(this.acpi);
-    this.acpiTables = installAcpiTables(m.cpu, { ramBytes: opts.memoryBytes });
+    if (opts.bios) {
+      checkRomImage(opts.bios);
+      const rom = opts.bios;
+      m.mmio.register(2 ** 32 - rom.length, rom.length, new Rom(rom), 'bios');
+      const alias = rom.subarray(Math.max(0, rom.length - 0x20000));
+      m.cpu.writePhysical(0x100000 - alias.length, alias);
+      this.acpiTables = undefined;
+    } else {
+      this.acpiTables = installAcpiTables(m.cpu, { ramBytes: opts.memoryBytes });
+    }
 
     // PCI: host bridge and ISA bridge, then the virtio functions; the platform assigns their
     // BARs and IRQs itself since there is no firmware to do it.

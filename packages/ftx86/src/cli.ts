@@ -281,8 +281,17 @@ export async function run(opts: RunOptions): Promise<number> {
   }
   let net: NetBackend | undefined;
   if (opts.net) net = await openNet(opts.net);
+  let bios: Uint8Array | undefined;
+  if (opts.bios) {
+    if (opts.kernel || opts.initrd) throw new UsageError('--bios: the firmware boots the machine; drop --kernel/--initrd');
+    bios = readImage('--bios', opts.bios);
+    if (bios.length % 4096 !== 0 || bios.length < 0x10000 || bios.length > 16 << 20) {
+      throw new UsageError(`--bios: ${opts.bios}: a ROM image must be a multiple of 4 KiB between 64 KiB and 16 MiB (got ${bios.length} bytes)`);
+    }
+  }
   const pc = new Pc({
     memoryBytes: opts.memory,
+    bios,
     disk,
     net: net ? { backend: net } : undefined,
     clock: opts.clock,
@@ -298,11 +307,12 @@ export async function run(opts: RunOptions): Promise<number> {
       if (ports.has(port)) process.stderr.write(`io: out 0x${port.toString(16)} <- 0x${value.toString(16)} (${size})\n`);
     });
   }
-  if (opts.bios) throw new UsageError('--bios: ROM boot is not supported yet');
   const kernelPath = opts.kernel ?? (await import('node:url')).fileURLToPath(DEFAULT_GUEST);
-  const image = readImage('--kernel', kernelPath);
+  const image = bios ? undefined : readImage('--kernel', kernelPath);
   try {
-    if (isBzImage(image)) {
+    if (!image) {
+      // --bios: the CPU stays at the reset vector.
+    } else if (isBzImage(image)) {
       const initrd = opts.initrd ? readImage('--initrd', opts.initrd) : undefined;
       loadLinux(m.cpu, image, { cmdline: opts.append, initrd });
     } else if (isMultiboot(image)) {

@@ -57,6 +57,16 @@ describe('ftx86 run', () => {
     expect(r.stderr).toMatch(/^ftx86: --kernel: .*not a Multiboot image/);
   });
 
+  it('boots a firmware ROM from the reset vector with --bios', () => {
+    const rom = fileURLToPath(new URL('../../../guests/rom/rom.bin', import.meta.url));
+    const r = ftx86(['run', '--bios', rom, '--serial', 'none']);
+    expect(r.stdout).toContain('ftx86 ROM: running from F000 after the reset vector\nok\n');
+    expect(r.code).toBe(5); // the ROM wrote 2 to port 0xF4
+    const small = ftx86(['run', '--bios', fileURLToPath(new URL('../../../guests/hello/hello.bin', import.meta.url))]);
+    expect(small.code).toBe(2);
+    expect(small.stderr).toMatch(/^ftx86: --bios: .*multiple of 4 KiB/);
+  });
+
   it('exits with the debug-exit status of a guest that writes port 0xF4', () => {
     const bin = fileURLToPath(new URL('../../../guests/bench/mix.bin', import.meta.url));
     const r = ftx86(['run', '--kernel', bin, '--serial', 'none']);
