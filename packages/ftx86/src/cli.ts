@@ -309,22 +309,27 @@ export async function run(opts: RunOptions): Promise<number> {
   }
   const kernelPath = opts.kernel ?? (await import('node:url')).fileURLToPath(DEFAULT_GUEST);
   const image = bios ? undefined : readImage('--kernel', kernelPath);
-  try {
-    if (!image) {
-      // --bios: the CPU stays at the reset vector.
-    } else if (isBzImage(image)) {
-      const initrd = opts.initrd ? readImage('--initrd', opts.initrd) : undefined;
+  const initrd = opts.initrd ? readImage('--initrd', opts.initrd) : undefined;
+  // With no firmware, what a BIOS would do at power-on and at every reset is ours: load the
+  // kernel and enter it (a guest `reboot` comes back here).
+  const boot = () => {
+    if (!image) return; // --bios: the CPU stays at the reset vector.
+    if (isBzImage(image)) {
       loadLinux(m.cpu, image, { cmdline: opts.append, initrd });
     } else if (isMultiboot(image)) {
-      if (opts.initrd) throw new UsageError('--initrd: only a Linux kernel takes an initrd');
+      if (initrd) throw new UsageError('--initrd: only a Linux kernel takes an initrd');
       loadMultiboot(m.cpu, image, opts.append);
     } else {
       throw new ImageError(`${kernelPath}: not a Multiboot image or a Linux bzImage`);
     }
+  };
+  try {
+    boot();
   } catch (e) {
     if (e instanceof ImageError) throw new UsageError(`--kernel: ${e.message}`);
     throw e;
   }
+  m.onReset(boot);
   let interrupted = false;
   serial = openSerial(opts.serial, (b) => pc.serialIn(0, b), () => { interrupted = true; m.stop(); });
   const onSigint = () => { interrupted = true; m.stop(); };
