@@ -53,7 +53,7 @@ async function waitFor(check: () => boolean, ms: number, what: string): Promise<
 
 const ready = canMakeNamespaces();
 
-describe.skipIf(!ready)('Debian guest networking on ftx86 (TAP in a network namespace, UDP between two VMs)', () => {
+describe.skipIf(!ready)('Debian guest networking on ftx86 (TAP in a network namespace, UDP between two VMs)', { timeout: 40 * 60_000 }, () => {
   const ns = `ftx86-t${process.pid}`;
   let workDir: string;
 
