@@ -228,7 +228,7 @@ function cpuid(): void {
   } else if (leaf >= 0x80000002 && leaf <= 0x80000004) {
     // Brand string "ftx86 i686 virtual CPU", 16 bytes a leaf.
     const s = leaf - 0x80000002;
-    if (s == 0) { a = 0x36387466; b = 0x36692036; c = 0x76203638; d = 0x75747269; }
+    if (s == 0) { a = 0x38787466; b = 0x36692036; c = 0x76203638; d = 0x75747269; }
     else if (s == 1) { a = 0x43206c61; b = 0x00005550; }
   }
   set_reg32(EAX, a); set_reg32(EBX, b); set_reg32(ECX, c); set_reg32(EDX, d);
