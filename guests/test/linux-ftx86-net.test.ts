@@ -64,6 +64,9 @@ describe.skipIf(!ready)('Debian guest networking on ftx86 (TAP in a network name
   });
 
   afterAll(() => {
+    // Anything left in the namespace (a socat bridge whose emulator was killed) goes with it.
+    const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean);
+    for (const pid of pids) spawnSync('kill', ['-9', pid]);
     spawnSync('ip', ['netns', 'delete', ns]);
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });

@@ -25,7 +25,7 @@ export interface TapBridge {
 export function startTapBridge(name: string, emulatorPort: number, bridgePort: number): TapBridge {
   if (!/^[\w.-]{1,15}$/.test(name)) throw new Error(`net tap: invalid interface name "${name}"`);
   const child = spawn('socat', [
-    '-T0', `TUN,tun-type=tap,tun-name=${name},iff-up,iff-no-pi`,
+    `TUN,tun-type=tap,tun-name=${name},iff-up,iff-no-pi`,
     `UDP-DATAGRAM:127.0.0.1:${emulatorPort},bind=127.0.0.1:${bridgePort}`,
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   child.on('error', () => { /* reported by the caller through exit */ });
