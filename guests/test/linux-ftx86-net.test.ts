@@ -26,7 +26,7 @@ function cmdline(): string {
 
 function canMakeNamespaces(): boolean {
   if (process.getuid?.() !== 0) return false;
-  for (const tool of ['ip', 'socat']) if (spawnSync('which', [tool]).status !== 0) return false;
+  for (const tool of ['ip', 'socat', 'ping']) if (spawnSync('which', [tool]).status !== 0) return false;
   return true;
 }
 
