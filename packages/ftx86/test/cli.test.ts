@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -65,6 +66,36 @@ describe('ftx86 run', () => {
     const small = ftx86(['run', '--bios', fileURLToPath(new URL('../../../guests/hello/hello.bin', import.meta.url))]);
     expect(small.code).toBe(2);
     expect(small.stderr).toMatch(/^ftx86: --bios: .*multiple of 4 KiB/);
+  });
+
+  it('exits with code 4 when the CPU halts with interrupts disabled for good', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftx86-cli-'));
+    const rom = Buffer.alloc(0x10000, 0xff);
+    rom.set([0xfa, 0xf4], 0xfff0); // cli; hlt at the reset vector
+    writeFileSync(join(dir, 'halt.rom'), rom);
+    const r = ftx86(['run', '--bios', join(dir, 'halt.rom'), '--serial', 'none']);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/halted with interrupts disabled/);
+  });
+
+  it('sends the console to a file with --serial file:PATH', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftx86-cli-'));
+    const out = join(dir, 'console.txt');
+    const r = ftx86(['run', '--serial', `file:${out}`]);
+    expect(r.code).toBe(0);
+    expect(readFileSync(out, 'latin1')).toContain('Primes below 50000: 5133');
+  });
+
+  it('connects the console to a TCP server with --serial tcp:HOST:PORT', async () => {
+    const received: Buffer[] = [];
+    const server = createServer((sock) => { sock.on('data', (d) => received.push(d)); });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const port = (server.address() as AddressInfo).port;
+    const child = spawn(BIN, ['run', '--serial', `tcp:127.0.0.1:${port}`], { stdio: 'ignore' });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    server.close();
+    expect(code).toBe(0);
+    expect(Buffer.concat(received).toString('latin1')).toContain('Hello from ftx86');
   });
 
   it('exits with the debug-exit status of a guest that writes port 0xF4', () => {
