@@ -78,6 +78,12 @@ describe('ftx86 run', () => {
     expect(r.stderr).toMatch(/halted with interrupts disabled/);
   });
 
+  it('logs port writes with --trace-io', () => {
+    const r = ftx86(['run', '--serial', 'none', '--trace-io', '0x3f8,0x604']);
+    expect(r.stderr).toMatch(/io: out 0x3f8 <- 0x48 \(1\)/); // 'H' of Hello
+    expect(r.stderr).toMatch(/io: out 0x604 <- 0x3400 \(2\)/); // SLP_TYP 5 | SLP_EN
+  });
+
   it('sends the console to a file with --serial file:PATH', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftx86-cli-'));
     const out = join(dir, 'console.txt');
