@@ -8,7 +8,8 @@ command -v nasm >/dev/null || { echo "guests/build.sh: nasm is needed (apt-get i
 nasm -f bin -o "$here/hello/hello.bin" "$here/hello/hello.asm"
 nasm -f bin -o "$here/bench/mix.bin" "$here/bench/mix.asm"
 nasm -f bin -o "$here/rom/rom.bin" "$here/rom/rom.asm"
+nasm -f bin -Ox -o "$here/vmstate/ticks.bin" "$here/vmstate/ticks.asm"
 bash "$here/cpu-tests/build.sh"
-for f in hello/hello.bin bench/mix.bin rom/rom.bin; do
+for f in hello/hello.bin bench/mix.bin rom/rom.bin vmstate/ticks.bin; do
   printf '%-20s %7d bytes\n' "$f" "$(stat -c %s "$here/$f")"
 done

@@ -25,8 +25,12 @@ export interface MachineClock extends Clock {
 
 export class VirtualClock implements MachineClock {
   readonly mode = 'virtual';
-  /** Time added by halts: nowNs = instructions + skippedNs. */
-  private skippedNs = 0;
+  /**
+   * Time added by halts: nowNs = instructions + skippedNs. Public so a snapshot carries it
+   * exactly: it is a float (timer deadlines fall between nanoseconds), and rebuilding it as
+   * elapsedNs - instructions would round it, moving every later deadline by an ulp.
+   */
+  skippedNs = 0;
   /**
    * @param instructions reads the live retired-instruction counter, so a device polled in a
    *   tight loop (Linux's PIT calibration on port 0x61) sees time move with every access.

@@ -34,6 +34,25 @@ export interface MachineOptions {
   noReboot?: boolean;
 }
 
+/**
+ * The machine's own time bookkeeping, as a snapshot holds it (vm-state.ts): the clock and
+ * the TSC's monotonic floor. Device timers hold absolute guest nanoseconds, so restoring
+ * this makes them, the TSC and the PM timer continue where they were.
+ */
+export interface MachineTimeState {
+  mode: ClockMode;
+  /** Guest nanoseconds since power-on at the save. */
+  elapsedNs: number;
+  /** Retired instructions at the save (the CPU state holds the counter itself). */
+  instructions: bigint;
+  /** Virtual clock: time skipped over halts, exactly (VirtualClock.skippedNs). 0 in realtime. */
+  skippedNs: number;
+  /** The last TSC value handed out: the guest's TSC never goes below it. */
+  lastTsc: bigint;
+  /** Realtime: TSC minus host-derived nanoseconds after a guest WRMSR to the TSC. */
+  tscAdjust: bigint;
+}
+
 /** Instructions per slice: devices tick between slices, so this bounds timer latency. */
 const SLICE = 200_000;
 
@@ -91,6 +110,53 @@ export class Machine {
     if (t < this.lastTsc) t = this.lastTsc;
     this.lastTsc = t;
     return t;
+  }
+
+  /** The clock and TSC bookkeeping, for a snapshot (call between runs). */
+  saveTime(): MachineTimeState {
+    const clock = this.clock;
+    return {
+      mode: clock.mode,
+      elapsedNs: clock.elapsedNs(),
+      instructions: this.cpu.instructionCount,
+      skippedNs: clock instanceof VirtualClock ? clock.skippedNs : 0,
+      lastTsc: this.lastTsc,
+      tscAdjust: this.tscAdjust,
+    };
+  }
+
+  /**
+   * Continue from a snapshot's time. `instructions` is the counter the CPU state being
+   * restored holds: the virtual clock derives time from it, so it is right once the CPU
+   * bytes are loaded too. Throws if the state is for the other clock mode.
+   */
+  restoreTime(s: MachineTimeState): void {
+    if (s.mode !== this.clock.mode) throw new Error(`the state runs on the ${s.mode} clock, this machine on the ${this.clock.mode} clock`);
+    if (this.clock instanceof VirtualClock) this.clock.skippedNs = s.skippedNs;
+    else this.clock.restore(s.elapsedNs, s.instructions);
+    this.lastTsc = s.lastTsc;
+    this.tscAdjust = s.tscAdjust;
+    this.nextDeadline = Infinity;
+  }
+
+  /**
+   * Virtual clock: let guest time pass up to `ns` as it passes over a halted CPU in run(),
+   * deadline by deadline, without retiring an instruction. This replays an input that was
+   * recorded while the guest slept: run() takes input only between slices, so an input is
+   * stamped by the instruction count and the guest time it arrived at, and a halted guest
+   * sees time pass at one instruction count. Returns false, leaving time where it got to,
+   * if the CPU is not halted or an interrupt would wake it first (the replay diverged).
+   */
+  idleUntil(ns: number): boolean {
+    if (this.clock.mode !== 'virtual') throw new Error('idleUntil needs the virtual clock');
+    for (;;) {
+      if (this.clock.nowNs() >= ns) return true;
+      if (!this.cpu.state.halted) return false;
+      this.tickDevices();
+      // As run() does: a raised line wakes the CPU, and with no timer armed time stands still.
+      if (this.cpu.state.intrLine || this.nextDeadline === Infinity) return false;
+      this.clock.skipTo(Math.min(this.nextDeadline, ns));
+    }
   }
 
   addTimedDevice(d: TimedDevice): void { this.timed.push(d); }
@@ -220,7 +286,14 @@ export class Machine {
         this.tickDevices();
         if (this.cpu.state.intrLine) continue;
         if (this.clock.mode === 'virtual') {
-          if (this.nextDeadline !== Infinity) { this.clock.skipTo(this.nextDeadline); continue; }
+          if (this.nextDeadline !== Infinity) {
+            this.clock.skipTo(this.nextDeadline);
+            // A guest idling on a timer (Linux's idle loop) never leaves this path: yield
+            // now and then all the same, or stdin, sockets and SIGINT would never be heard.
+            if (++slices % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+            if (this.pending) return this.takePending();
+            continue;
+          }
           await this.sleep(Infinity);
         } else {
           await this.sleep(this.nextDeadline - this.clock.nowNs());

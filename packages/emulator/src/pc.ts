@@ -58,6 +58,7 @@ export class Pc {
   readonly i8042: I8042;
   readonly port92: Port92;
   readonly acpi: AcpiPm;
+  readonly resetControl: PiixResetControl;
   readonly acpiTables: AcpiTables | undefined;
   readonly pci: PciBus;
   readonly virtioBlk: VirtioBlk | undefined;
@@ -135,7 +136,8 @@ export class Pc {
     // BARs and IRQs itself since there is no firmware to do it.
     this.pci = new PciBus({ ports: m.ports, mmio: m.mmio, irq: (n) => this.pic.irq(n) });
     m.ports.register(0xcf8, 1, this.pci.configAddress, 'pci-config-address');
-    m.ports.register(L.RESET_CONTROL_PORT, 1, new PiixResetControl(() => m.requestReset()), 'reset-control');
+    this.resetControl = new PiixResetControl(() => m.requestReset());
+    m.ports.register(L.RESET_CONTROL_PORT, 1, this.resetControl, 'reset-control');
     m.ports.register(0xcfc, 4, this.pci.configData, 'pci-config-data');
     const mem = new CpuGuestMemory(m.cpu);
     if (opts.net) {
@@ -186,6 +188,17 @@ export class Pc {
     this.machine.kick();
   }
 
+  /** The bytes waiting for each COM port's receive FIFO, for a snapshot (vm-state.ts). */
+  saveSerialBacklog(): Uint8Array[] {
+    return this.serialBacklog.map((q) => Uint8Array.from(q));
+  }
+
+  /** Replace the serial backlog with a snapshot's (one list per COM port). */
+  loadSerialBacklog(queues: readonly Uint8Array[]): void {
+    if (queues.length !== this.serialBacklog.length) throw new Error(`serial backlog: ${queues.length} ports, this board has ${this.serialBacklog.length}`);
+    queues.forEach((q, i) => { this.serialBacklog[i] = Array.from(q); });
+  }
+
   private pumpSerial(port: number): void {
     const q = this.serialBacklog[port];
     const uart = this.uarts[port];
@@ -202,6 +215,7 @@ export class Pc {
     this.i8042.reset();
     this.port92.reset();
     this.acpi.reset();
+    this.resetControl.reset();
     this.virtioBlk?.reset();
     this.virtioNet?.reset();
     this.machine.cpu.state.a20 = true;

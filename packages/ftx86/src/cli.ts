@@ -10,13 +10,20 @@
  *   130            interrupted (Ctrl-A x on the console, or SIGINT)
  */
 import { parseArgs } from 'node:util';
-import { readFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { readFileSync, openSync, writeSync, closeSync, writeFileSync, renameSync, unlinkSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
+import { createHash } from 'node:crypto';
+import { resolve as resolvePath } from 'node:path';
 import {
   Pc, loadMultiboot, isMultiboot, ImageError, type RunOutcome,
 } from '@ftx86/emulator';
 import { isBzImage, loadLinux } from '@ftx86/emulator/src/loaders/linux.ts';
-import { RawFileBlockBackend } from '@ftx86/emulator/src/block-backend.ts';
+import { RawFileBlockBackend, type BlockBackend } from '@ftx86/emulator/src/block-backend.ts';
+import { CowBlockBackend } from '@ftx86/emulator/src/disk-overlay.ts';
+import {
+  saveVm, decodeVm, restoreVm, digestVmState, pcOptionsFor, type DecodedPcState,
+} from '@ftx86/emulator/src/vm-state.ts';
+import { SnapshotError, cpuCacheFields, type PlainValue } from '@ftx86/emulator/src/snapshot/index.ts';
 import { UdpNetBackend, parseUdpSpec } from '@ftx86/emulator/src/net/udp.ts';
 import { TapNetBackend, startTapBridge } from '@ftx86/emulator/src/net/tap.ts';
 import type { NetBackend } from '@ftx86/emulator/src/net/backend.ts';
@@ -46,12 +53,37 @@ Multiboot image for small test guests (the built-in default guest when --kernel 
   --no-reboot          exit (code 0) on a guest reset or triple fault instead of rebooting
   --clock MODE         realtime (default) | virtual (time from the instruction counter)
   --rtc-base TIME      RTC start, ISO 8601 or seconds since 1970 (default: now)
-  --max-instructions N stop after N guest instructions
+  --max-instructions N stop when the guest has retired N instructions
+  --save-state FILE    save the whole VM state to FILE at --save-at
+  --save-at N          the guest instruction count to save at (exactly)
+  --after-save MODE    stop (default: exit 0 once saved) | continue (the guest runs on)
+  --restore FILE       continue a saved guest: RAM size, clock, RTC base, no-reboot and the
+                       devices come from the state (conflicting options are refused);
+                       --disk must name the image it was saved against (--bios the ROM,
+                       if not where the saver had it), --serial and --net attach anew
+                       (without --net a saved NIC has no cable); on a guest reset the
+                       saver's kernel is loaded again if it is unchanged
+  --print-digest-at N  print the state digest (SHA-256) at guest instruction N to stderr as
+                       "ftx86: digest at instruction N: HEX" (repeat, or N,N,...)
+  --record-input FILE  virtual clock: log each COM1 input with the guest instruction count
+                       and guest time it reached the guest at
+  --replay-input FILE  virtual clock: deliver a --record-input log at exactly those points
+                       (input from the serial backend is ignored)
   --trace-io PORTS     log port writes, e.g. 0x3f8-0x3ff,0x70 (to stderr)
   --stats              at exit, print guest instructions, time and rate to stderr
   -h, --help           this text
 
 On a terminal, the console is in raw mode: press Ctrl-A then x to quit.
+
+Instruction counts (--max-instructions, --save-at, --print-digest-at) are the guest's,
+counted from power-on, so they carry across a restore. With --save-state, --restore or
+--print-digest-at, a --disk image is only read: the guest's writes are kept in memory and
+in the saved state (a state names its image by size and SHA-256), so the image still
+matches every state saved from it. With --clock virtual and --rtc-base, the same guest and
+the same options give the same digests at the same instruction counts. Input typed on
+COM1 reaches the guest at host-timed points, so a run with input is reproduced by recording
+it (--record-input) and replaying the log (--replay-input); a restored run replays the
+events from the state's instruction count on.
 
 Exit codes: (v<<1)|1 when the guest writes v to port 0xF4; 0 on ACPI power-off or a reset
 with --no-reboot; 2 bad options or images; 4 the CPU halted with interrupts off for good;
@@ -105,6 +137,22 @@ export interface RunOptions {
   maxInstructions?: number;
   traceIo?: Set<number>;
   stats: boolean;
+  saveState?: string;
+  saveAt?: number;
+  afterSave: 'stop' | 'continue';
+  restore?: string;
+  /** Guest instruction counts to print the state digest at, ascending. */
+  printDigestAt: number[];
+  recordInput?: string;
+  replayInput?: string;
+  /** The options given on the command line (a restore refuses those that conflict). */
+  given: Set<string>;
+}
+
+function parseCount(option: string, text: string): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${option}: expected a positive integer, got "${text}"`);
+  return n;
 }
 
 export function parseRunArgs(argv: string[]): RunOptions | 'help' {
@@ -130,6 +178,13 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         'max-instructions': { type: 'string' },
         'trace-io': { type: 'string' },
         stats: { type: 'boolean' },
+        'save-state': { type: 'string' },
+        'save-at': { type: 'string' },
+        'after-save': { type: 'string' },
+        restore: { type: 'string' },
+        'print-digest-at': { type: 'string', multiple: true },
+        'record-input': { type: 'string' },
+        'replay-input': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -146,10 +201,26 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
     rtcBaseMs = /^\d+$/.test(t) ? Number(t) * 1000 : Date.parse(t);
     if (!Number.isFinite(rtcBaseMs)) throw new UsageError(`--rtc-base: cannot read time "${t}"`);
   }
-  let maxInstructions: number | undefined;
-  if (v['max-instructions'] !== undefined) {
-    maxInstructions = Number(v['max-instructions']);
-    if (!Number.isSafeInteger(maxInstructions) || maxInstructions <= 0) throw new UsageError(`--max-instructions: expected a positive integer, got "${v['max-instructions']}"`);
+  const maxInstructions = v['max-instructions'] !== undefined ? parseCount('--max-instructions', v['max-instructions']) : undefined;
+  const saveAt = v['save-at'] !== undefined ? parseCount('--save-at', v['save-at']) : undefined;
+  if ((saveAt === undefined) !== (v['save-state'] === undefined)) {
+    throw new UsageError(saveAt === undefined ? '--save-state: say when with --save-at N' : '--save-at: say where with --save-state FILE');
+  }
+  const afterSave = v['after-save'] ?? 'stop';
+  if (afterSave !== 'stop' && afterSave !== 'continue') throw new UsageError(`--after-save: expected stop or continue, got "${afterSave}"`);
+  if (v['after-save'] !== undefined && saveAt === undefined) throw new UsageError('--after-save: there is no --save-state');
+  const printDigestAt = [...new Set((v['print-digest-at'] ?? []).flatMap((t) => t.split(',')).map((t) => parseCount('--print-digest-at', t)))].sort((a, b) => a - b);
+  if (maxInstructions !== undefined) {
+    if (saveAt !== undefined && saveAt > maxInstructions) throw new UsageError(`--save-at: ${saveAt} is past --max-instructions ${maxInstructions}`);
+    const late = printDigestAt.find((n) => n > maxInstructions);
+    if (late !== undefined) throw new UsageError(`--print-digest-at: ${late} is past --max-instructions ${maxInstructions}`);
+  }
+  if (v['record-input'] !== undefined && v['replay-input'] !== undefined) throw new UsageError('--record-input: a run cannot record and replay at once');
+  if (v.restore !== undefined) {
+    // The guest, its RAM and its machine come from the state.
+    for (const opt of ['kernel', 'initrd', 'append'] as const) {
+      if (v[opt] !== undefined) throw new UsageError(`--${opt}: the guest comes from the state given with --restore`);
+    }
   }
   const serial = v.serial ?? 'stdio';
   if (!/^(stdio|none|file:.+|tcp:[^:]+:\d+)$/.test(serial)) throw new UsageError(`--serial: expected stdio, none, file:PATH or tcp:HOST:PORT, got "${serial}"`);
@@ -172,6 +243,14 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
     maxInstructions,
     traceIo: v['trace-io'] !== undefined ? parsePorts(v['trace-io']) : undefined,
     stats: v.stats ?? false,
+    saveState: v['save-state'],
+    saveAt,
+    afterSave,
+    restore: v.restore,
+    printDigestAt,
+    recordInput: v['record-input'],
+    replayInput: v['replay-input'],
+    given: new Set(Object.keys(v).filter((k) => v[k as keyof typeof v] !== undefined)),
   };
 }
 
@@ -266,23 +345,203 @@ async function openNet(spec: string): Promise<NetBackend> {
   return b;
 }
 
+/** A file the guest was loaded from, as a saved state records it. */
+interface FileRecord { path: string; bytes: number; sha256: string }
+
+/**
+ * What a guest was loaded from (META "boot" of a state the CLI saves): with no firmware,
+ * the CLI is what loads the kernel on a guest reset, and a restored run must too.
+ */
+interface BootRecord { kernel: FileRecord | null; initrd: FileRecord | null; cmdline: string; bios: FileRecord | null }
+
+function fileRecord(path: string, bytes: Uint8Array): FileRecord {
+  return { path: resolvePath(path), bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+function readBootRecord(v: unknown): BootRecord | undefined {
+  const file = (f: unknown): FileRecord | null | undefined => {
+    if (f === null) return null;
+    if (typeof f !== 'object' || f === null) return undefined;
+    const { path, bytes, sha256 } = f as Record<string, unknown>;
+    return typeof path === 'string' && typeof bytes === 'number' && typeof sha256 === 'string' ? { path, bytes, sha256 } : undefined;
+  };
+  if (typeof v !== 'object' || v === null) return undefined;
+  const r = v as Record<string, unknown>;
+  const kernel = file(r.kernel);
+  const initrd = file(r.initrd);
+  const bios = file(r.bios);
+  if (kernel === undefined || initrd === undefined || bios === undefined || typeof r.cmdline !== 'string') return undefined;
+  return { kernel, initrd, cmdline: r.cmdline, bios };
+}
+
+/** A recorded file, read again if it still is what was recorded. */
+function rereadRecorded(f: FileRecord): Uint8Array | string {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(f.path));
+  } catch (e) {
+    return `${f.path} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+  }
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  return sha256 === f.sha256 ? bytes : `${f.path} has changed since the state was saved`;
+}
+
+/** The firmware ROM of a restored state: --bios, or the file the saver used, checked. */
+function restoredFirmware(opts: RunOptions, saved: DecodedPcState, record: BootRecord | undefined): Uint8Array | undefined {
+  const want = saved.config.bios;
+  if (!want) {
+    if (opts.bios) throw new UsageError(`--bios: the state in ${opts.restore} has no firmware ROM`);
+    return undefined;
+  }
+  const path = opts.bios ?? record?.bios?.path;
+  if (path === undefined) throw new UsageError(`--restore ${opts.restore}: the state runs on a firmware ROM; give it with --bios (sha256 ${want.sha256})`);
+  const rom = readImage('--bios', path);
+  const sha256 = createHash('sha256').update(rom).digest('hex');
+  if (sha256 !== want.sha256) throw new UsageError(`--bios ${path}: not the ROM the state was saved with (sha256 ${sha256}, the state's had ${want.sha256})`);
+  return rom;
+}
+
+/** A guest reset in a restored run: load the kernel the saver loaded, or stop. */
+function rebootFromRecord(pc: Pc, record: BootRecord): void {
+  const m = pc.machine;
+  const stop = (why: string) => {
+    process.stderr.write(`ftx86: the guest reset, and cannot be booted again: ${why}\n`);
+    m.requestStop({ kind: 'reset' });
+  };
+  if (!record.kernel) { stop('the state does not say what it was loaded from'); return; }
+  const kernel = rereadRecorded(record.kernel);
+  if (typeof kernel === 'string') { stop(kernel); return; }
+  const initrd = record.initrd ? rereadRecorded(record.initrd) : undefined;
+  if (typeof initrd === 'string') { stop(initrd); return; }
+  if (isBzImage(kernel)) loadLinux(m.cpu, kernel, { cmdline: record.cmdline, initrd });
+  else loadMultiboot(m.cpu, kernel, record.cmdline);
+}
+
+/** Read and check a --restore file; every refusal is one line naming the file. */
+function readState(path: string): DecodedPcState {
+  let bytes: Uint8Array;
+  try {
+    // The Buffer itself, not a copy: a state holds all of RAM.
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new UsageError(`--restore: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return decodeVm(bytes);
+  } catch (e) {
+    if (e instanceof SnapshotError) throw new UsageError(`--restore ${path}: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * The machine options of a restore come from the state; one given on the command line is
+ * accepted only if it says the same.
+ */
+function checkRestoreOptions(opts: RunOptions, saved: DecodedPcState): void {
+  const c = saved.config;
+  const differ = (option: string, given: string, inState: string) =>
+    new UsageError(`${option}: the state in ${opts.restore} was saved with ${inState}, not ${given} (leave ${option} out)`);
+  if (opts.given.has('memory') && opts.memory !== c.memoryBytes) throw differ('--memory', `${opts.memory / 1048576}M`, `${c.memoryBytes / 1048576}M`);
+  if (opts.given.has('clock') && opts.clock !== c.clock) throw differ('--clock', opts.clock, c.clock);
+  if (opts.given.has('rtc-base') && opts.rtcBaseMs !== c.rtcBaseMs) {
+    throw differ('--rtc-base', new Date(opts.rtcBaseMs!).toISOString(), new Date(c.rtcBaseMs).toISOString());
+  }
+  if (opts.given.has('no-reboot') && !c.noReboot) throw differ('--no-reboot', '--no-reboot', 'reboot on a guest reset');
+  if (c.disk && !opts.disk) throw new UsageError(`--restore ${opts.restore}: the state has a disk; give --disk with the image it was saved against (${c.disk.bytes} bytes, sha256 ${c.disk.sha256})`);
+  if (!c.disk && opts.disk) throw new UsageError(`--disk: the state in ${opts.restore} has no disk`);
+  if (!c.net && opts.net) throw new UsageError(`--net: the state in ${opts.restore} has no NIC`);
+  const first = [opts.saveAt, ...opts.printDigestAt, opts.maxInstructions].find((n) => n !== undefined && BigInt(n) <= saved.instructions);
+  if (first !== undefined) throw new UsageError(`instruction ${first} is not after the restored guest's instruction ${saved.instructions}`);
+}
+
+/** A NIC whose cable is out: a restored NIC without --net. */
+const unpluggedNet: NetBackend = { send() {}, onFrame() {}, close() {} };
+
+/** Write `bytes` to `path` through a temporary file, so a failed save leaves no half state. */
+function writeStateFile(path: string, bytes: Uint8Array): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, bytes);
+    renameSync(tmp, path);
+  } catch (e) {
+    try { unlinkSync(tmp); } catch { /* it may not exist */ }
+    throw new UsageError(`--save-state: cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** One recorded COM1 input: the guest instruction count and guest time it arrived at. */
+interface InputEvent { count: bigint; ns: number; bytes: Uint8Array }
+
+const INPUT_LOG_HEADER = '# ftx86 serial input log: instruction-count guest-ns hex-bytes\n';
+
+function readInputLog(path: string): InputEvent[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--replay-input: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const events: InputEvent[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line === '' || line.startsWith('#')) return;
+    const m = /^(\d+) (\S+) ((?:[0-9a-f]{2})+)$/.exec(line);
+    const ns = m ? Number(m[2]) : NaN;
+    if (!m || !Number.isFinite(ns) || ns < 0) throw new UsageError(`--replay-input: ${path} line ${i + 1}: expected "COUNT NS HEX"`);
+    const e = { count: BigInt(m[1]), ns, bytes: Uint8Array.from(Buffer.from(m[3], 'hex')) };
+    const last = events[events.length - 1];
+    if (last && (e.count < last.count || (e.count === last.count && e.ns < last.ns))) {
+      throw new UsageError(`--replay-input: ${path} line ${i + 1}: events must be in the order they happened`);
+    }
+    events.push(e);
+  });
+  return events;
+}
+
 export async function run(opts: RunOptions): Promise<number> {
   let serial: SerialBackend | undefined;
+  const saved = opts.restore !== undefined ? readState(opts.restore) : undefined;
+  if (saved) checkRestoreOptions(opts, saved);
   const debugOut = opts.debugcon === 'none' ? undefined : opts.debugcon === 'stdio'
     ? (b: number) => process.stdout.write(Uint8Array.of(b))
     : (() => { const fd = openSync(opts.debugcon.slice(5), 'w'); return (b: number) => { writeSync(fd, Uint8Array.of(b)); }; })();
-  let disk: RawFileBlockBackend | undefined;
+  // A run that saves, restores or digests its state keeps the image read-only under an
+  // overlay (disk-overlay.ts): a state must name exactly what its disk holds.
+  const overlay = saved !== undefined || opts.saveState !== undefined || opts.printDigestAt.length > 0;
+  let image: RawFileBlockBackend | undefined;
+  let disk: BlockBackend | undefined;
   if (opts.disk) {
     try {
-      disk = new RawFileBlockBackend(opts.disk);
+      image = new RawFileBlockBackend(opts.disk, { readOnly: overlay });
+      disk = overlay ? new CowBlockBackend(image) : image;
     } catch (e) {
+      image?.close();
       throw new UsageError(`--disk: ${(e as Error).message}`);
+    }
+    const want = saved?.config.disk;
+    if (want && disk instanceof CowBlockBackend) {
+      const have = disk.base;
+      if (have.bytes !== want.bytes || have.sha256 !== want.sha256) {
+        image.close();
+        throw new UsageError(`--disk ${opts.disk}: not the image the state was saved against (${have.bytes !== want.bytes
+          ? `${have.bytes} bytes, the state's image had ${want.bytes}`
+          : `sha256 ${have.sha256}, the state's image had ${want.sha256}`})`);
+      }
     }
   }
   let net: NetBackend | undefined;
   if (opts.net) net = await openNet(opts.net);
+  const netOption = saved
+    ? (saved.config.net ? { backend: net ?? unpluggedNet, mac: saved.config.net.mac } : undefined)
+    : (net ? { backend: net } : undefined);
+  const machineOptions = saved
+    ? pcOptionsFor(saved.config)
+    : { memoryBytes: opts.memory, clock: opts.clock, rtcBaseMs: opts.rtcBaseMs, noReboot: opts.noReboot };
+  const record = saved ? readBootRecord(saved.boot) : undefined;
   let bios: Uint8Array | undefined;
-  if (opts.bios) {
+  if (saved) {
+    bios = restoredFirmware(opts, saved, record);
+  } else if (opts.bios) {
     if (opts.kernel || opts.initrd) throw new UsageError('--bios: the firmware boots the machine; drop --kernel/--initrd');
     bios = readImage('--bios', opts.bios);
     if (bios.length % 4096 !== 0 || bios.length < 0x10000 || bios.length > 16 << 20) {
@@ -290,13 +549,10 @@ export async function run(opts: RunOptions): Promise<number> {
     }
   }
   const pc = new Pc({
-    memoryBytes: opts.memory,
+    ...machineOptions,
     bios,
     disk,
-    net: net ? { backend: net } : undefined,
-    clock: opts.clock,
-    rtcBaseMs: opts.rtcBaseMs,
-    noReboot: opts.noReboot,
+    net: netOption,
     serialOut: [(bytes) => serial?.write(bytes)],
     debugConsole: debugOut,
   });
@@ -307,47 +563,136 @@ export async function run(opts: RunOptions): Promise<number> {
       if (ports.has(port)) process.stderr.write(`io: out 0x${port.toString(16)} <- 0x${value.toString(16)} (${size})\n`);
     });
   }
-  const kernelPath = opts.kernel ?? (await import('node:url')).fileURLToPath(DEFAULT_GUEST);
-  const image = bios ? undefined : readImage('--kernel', kernelPath);
-  const initrd = opts.initrd ? readImage('--initrd', opts.initrd) : undefined;
-  // With no firmware, what a BIOS would do at power-on and at every reset is ours: load the
-  // kernel and enter it (a guest `reboot` comes back here).
-  const boot = () => {
-    if (!image) return; // --bios: the CPU stays at the reset vector.
-    if (isBzImage(image)) {
-      loadLinux(m.cpu, image, { cmdline: opts.append, initrd });
-    } else if (isMultiboot(image)) {
-      if (initrd) throw new UsageError('--initrd: only a Linux kernel takes an initrd');
-      loadMultiboot(m.cpu, image, opts.append);
-    } else {
-      throw new ImageError(`${kernelPath}: not a Multiboot image or a Linux bzImage`);
+  /** What the guest is loaded from, kept in a saved state so a restored guest can reboot. */
+  let bootRecord: BootRecord;
+  if (saved) {
+    try {
+      restoreVm(pc, saved);
+    } catch (e) {
+      if (e instanceof SnapshotError) throw new UsageError(`--restore ${opts.restore}: ${e.message}`);
+      throw e;
+    }
+    bootRecord = record ?? { kernel: null, initrd: null, cmdline: '', bios: null };
+    // A guest reset in a restored run loads the saver's kernel again, if it is still there.
+    if (!bios) m.onReset(() => rebootFromRecord(pc, bootRecord));
+  } else {
+    const kernelPath = opts.kernel ?? (await import('node:url')).fileURLToPath(DEFAULT_GUEST);
+    const image = bios ? undefined : readImage('--kernel', kernelPath);
+    const initrd = opts.initrd ? readImage('--initrd', opts.initrd) : undefined;
+    bootRecord = {
+      kernel: image ? fileRecord(kernelPath, image) : null,
+      initrd: initrd ? fileRecord(opts.initrd!, initrd) : null,
+      cmdline: opts.append,
+      bios: bios ? fileRecord(opts.bios!, bios) : null,
+    };
+    // With no firmware, what a BIOS would do at power-on and at every reset is ours: load the
+    // kernel and enter it (a guest `reboot` comes back here).
+    const boot = () => {
+      if (!image) return; // --bios: the CPU stays at the reset vector.
+      if (isBzImage(image)) {
+        loadLinux(m.cpu, image, { cmdline: opts.append, initrd });
+      } else if (isMultiboot(image)) {
+        if (initrd) throw new UsageError('--initrd: only a Linux kernel takes an initrd');
+        loadMultiboot(m.cpu, image, opts.append);
+      } else {
+        throw new ImageError(`${kernelPath}: not a Multiboot image or a Linux bzImage`);
+      }
+    };
+    try {
+      boot();
+    } catch (e) {
+      if (e instanceof ImageError) throw new UsageError(`--kernel: ${e.message}`);
+      throw e;
+    }
+    m.onReset(boot);
+  }
+
+  // The run stops at every instruction count something must happen at: a digest, the
+  // save, the end. Machine.run returns 'limit' exactly there, at an instruction boundary.
+  const digestAt = new Set(opts.printDigestAt);
+  const points = [...new Set([...opts.printDigestAt, opts.saveAt, opts.maxInstructions].filter((n): n is number => n !== undefined))]
+    .sort((a, b) => a - b);
+  const cacheFields = cpuCacheFields(m.cpu);
+  if ((opts.recordInput || opts.replayInput) && m.clock.mode !== 'virtual') {
+    throw new UsageError(`${opts.recordInput ? '--record-input' : '--replay-input'}: needs --clock virtual (input is stamped with guest time)`);
+  }
+  // A replayed run takes the events from the state's instruction count on: those before it
+  // are in the state already (a save at N comes before any input that arrived at N).
+  const replay = opts.replayInput ? readInputLog(opts.replayInput).filter((e) => e.count >= m.cpu.instructionCount) : undefined;
+  for (const e of replay ?? []) points.push(Number(e.count));
+  points.sort((a, b) => a - b);
+  let recordFd: number | undefined;
+  if (opts.recordInput) {
+    try {
+      recordFd = openSync(opts.recordInput, 'w');
+      writeSync(recordFd, INPUT_LOG_HEADER);
+    } catch (e) {
+      throw new UsageError(`--record-input: cannot write ${opts.recordInput}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  const onInput = (b: Uint8Array) => {
+    if (replay) return; // the log is the input
+    // Input is only taken while run() yields between slices: the count and time are exact.
+    if (recordFd !== undefined) writeSync(recordFd, `${m.cpu.instructionCount} ${m.clock.nowNs()} ${Buffer.from(b).toString('hex')}\n`);
+    pc.serialIn(0, b);
+  };
+  /** Deliver the replayed events due at this instruction count, at their guest times. */
+  const deliverDue = () => {
+    while (replay && replay.length > 0 && replay[0].count === m.cpu.instructionCount) {
+      const e = replay.shift()!;
+      if (!m.idleUntil(e.ns)) {
+        throw new UsageError(`--replay-input: the guest diverged from the recording at instruction ${e.count} (guest time ${m.clock.nowNs()} ns, the input arrived at ${e.ns} ns)`);
+      }
+      pc.serialIn(0, e.bytes);
     }
   };
-  try {
-    boot();
-  } catch (e) {
-    if (e instanceof ImageError) throw new UsageError(`--kernel: ${e.message}`);
-    throw e;
-  }
-  m.onReset(boot);
   let interrupted = false;
-  serial = openSerial(opts.serial, (b) => pc.serialIn(0, b), () => { interrupted = true; m.stop(); });
+  let savedNow = false;
+  serial = openSerial(opts.serial, onInput, () => { interrupted = true; m.stop(); });
   const onSigint = () => { interrupted = true; m.stop(); };
   process.on('SIGINT', onSigint);
   let outcome: RunOutcome;
   const started = process.hrtime.bigint();
+  const startCount = m.cpu.instructionCount;
   try {
-    outcome = await m.run(opts.maxInstructions ?? Number.MAX_SAFE_INTEGER);
+    deliverDue();
+    for (;;) {
+      const now = m.cpu.instructionCount;
+      const next = points.find((p) => BigInt(p) > now);
+      outcome = await m.run(next === undefined ? Number.MAX_SAFE_INTEGER : BigInt(next) - now);
+      if (outcome.kind !== 'limit' || next === undefined) break;
+      const at = m.cpu.instructionCount;
+      if (digestAt.has(next)) {
+        const state = decodeVm(saveVm(pc)).state;
+        process.stderr.write(`ftx86: digest at instruction ${at}: ${digestVmState(state, cacheFields)}\n`);
+      }
+      if (next === opts.saveAt) {
+        const bytes = saveVm(pc, { boot: bootRecord as unknown as PlainValue });
+        writeStateFile(opts.saveState!, bytes);
+        process.stderr.write(`ftx86: saved the state at instruction ${at} to ${opts.saveState} (${bytes.length} bytes)\n`);
+        savedNow = true;
+        if (opts.afterSave === 'stop') break;
+      }
+      deliverDue();
+      if (next === opts.maxInstructions) break;
+    }
   } finally {
     if (opts.stats) {
       const s = Number(process.hrtime.bigint() - started) / 1e9;
-      const n = m.cpu.instructionCount;
+      const n = m.cpu.instructionCount - startCount;
       process.stderr.write(`ftx86: ${n} instructions in ${s.toFixed(3)} s (${(Number(n) / s / 1e6).toFixed(1)} M/s)\n`);
     }
     process.off('SIGINT', onSigint);
+    if (recordFd !== undefined) closeSync(recordFd);
     serial.close();
     net?.close();
-    disk?.close();
+    image?.close();
+  }
+  const end = m.cpu.instructionCount;
+  for (const p of points) {
+    if (BigInt(p) <= end) continue;
+    if (digestAt.has(p)) process.stderr.write(`ftx86: digest at instruction ${p}: not reached (the guest stopped at instruction ${end})\n`);
+    if (p === opts.saveAt && !savedNow) process.stderr.write(`ftx86: --save-at ${p}: not reached, no state saved (the guest stopped at instruction ${end})\n`);
   }
   if (interrupted) return EXIT_INTERRUPTED;
   switch (outcome.kind) {

@@ -20,6 +20,8 @@ export type SnapshotErrorCode =
   | 'value-encoding'
   | 'unencodable'
   | 'target-mismatch'
+  /** A PC state's disk image is not the one it was saved against (vm-state.ts). */
+  | 'disk-mismatch'
   | 'device-rejected';
 
 export class SnapshotError extends Error {
