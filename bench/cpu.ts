@@ -37,7 +37,7 @@ function timed(cmd: string, argv: string[], opts: { input?: string; until?: RegE
     let stdout = '';
     let stderr = '';
     const marks = new Map<string, number>();
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${cmd} timed out`)); }, opts.timeoutMs ?? 1_800_000);
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${cmd} timed out`)); }, opts.timeoutMs ?? 900_000);
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString('latin1');
       for (const m of ['FTX86-READY', 'FTX86-BENCH']) {
