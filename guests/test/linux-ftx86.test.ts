@@ -12,39 +12,16 @@ import { promisify } from 'node:util';
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SerialSession } from './serial-session.ts';
+import { readVersions, diskPattern } from './linux-guest.ts';
 
 const guestDir = fileURLToPath(new URL('../linux/', import.meta.url));
 const outDir = join(guestDir, 'out');
 const ftx86 = fileURLToPath(new URL('../../bin/ftx86', import.meta.url));
 const prompt = /~ # /;
 const diskSize = 4 << 20;
-const GUEST_MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 const PEER_MAC = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
 const GUEST_IP = [10, 0, 2, 15];
 const PEER_IP = [10, 0, 2, 2];
-
-function readVersions(): Record<string, string> {
-  const versions: Record<string, string> = {};
-  for (const line of readFileSync(join(outDir, 'versions.env'), 'utf8').split('\n')) {
-    const match = /^([A-Z_]+)=(?:"(.*)"|(.*))$/.exec(line);
-    if (match) versions[match[1]] = match[2] ?? match[3];
-  }
-  return versions;
-}
-
-/** A disk whose every byte is known: a text header, then an xorshift32 stream. */
-function diskPattern(): Buffer {
-  const disk = Buffer.alloc(diskSize);
-  let state = 0x2545f491;
-  for (let i = 0; i < diskSize; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    disk[i] = state & 0xff;
-  }
-  disk.write('ftx86 virtio-blk pattern\n', 0, 'latin1');
-  return disk;
-}
 
 /**
  * The far end of the guest's UDP network backend: answers ARP requests for PEER_IP, so a
@@ -110,9 +87,9 @@ describe('Debian i386 Linux guest on ftx86', { timeout: 15 * 60_000 }, () => {
       const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string };
       throw new Error(`guests/linux/build.sh failed:\n${stdout.slice(-4000)}\n${stderr.slice(-4000)}`);
     }
-    versions = readVersions();
+    versions = readVersions(outDir);
     workDir = mkdtempSync(join(tmpdir(), 'ftx86-linux-'));
-    disk = diskPattern();
+    disk = diskPattern(diskSize, 0x2545f491);
     writeFileSync(join(workDir, 'disk.img'), disk);
     const guestPort = await freeUdpPort();
     const peerPort = await freeUdpPort();

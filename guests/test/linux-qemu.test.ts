@@ -10,35 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SerialSession } from './serial-session.ts';
+import { readVersions, diskPattern } from './linux-guest.ts';
 
 const guestDir = fileURLToPath(new URL('../linux/', import.meta.url));
 const outDir = join(guestDir, 'out');
 const prompt = /~ # /;
 const diskSize = 1 << 20;
 
-/** Reads out/versions.env (KEY=VALUE lines, values optionally in double quotes). */
-function readVersions(): Record<string, string> {
-  const versions: Record<string, string> = {};
-  for (const line of readFileSync(join(outDir, 'versions.env'), 'utf8').split('\n')) {
-    const match = /^([A-Z_]+)=(?:"(.*)"|(.*))$/.exec(line);
-    if (match) versions[match[1]] = match[2] ?? match[3];
-  }
-  return versions;
-}
-
-/** A disk whose every byte is known: a text header, then an xorshift32 stream. */
-function diskPattern(): Buffer {
-  const disk = Buffer.alloc(diskSize);
-  let state = 0x9e3779b9;
-  for (let i = 0; i < diskSize; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    disk[i] = state & 0xff;
-  }
-  disk.write('ftx86 virtio-blk pattern\n', 0, 'latin1');
-  return disk;
-}
 
 describe('Debian i386 Linux guest under QEMU (TCG)', () => {
   let versions: Record<string, string>;
@@ -53,12 +31,12 @@ describe('Debian i386 Linux guest under QEMU (TCG)', () => {
       const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string };
       throw new Error(`guests/linux/build.sh failed:\n${stdout.slice(-4000)}\n${stderr.slice(-4000)}`);
     }
-    versions = readVersions();
+    versions = readVersions(outDir);
   }, 20 * 60_000);
 
   beforeAll(async () => {
     workDir = mkdtempSync(join(tmpdir(), 'ftx86-linux-qemu-'));
-    disk = diskPattern();
+    disk = diskPattern(diskSize, 0x9e3779b9);
     writeFileSync(join(workDir, 'disk.img'), disk);
     const args = [
       '-accel', 'tcg', '-M', 'pc', '-m', '128',
