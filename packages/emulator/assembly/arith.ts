@@ -4,7 +4,7 @@
 
 import {
   set_lazy, set_lazy_keep_cf, get_cf, get_af, set_flags_bits, set_szp_flags,
-  reg8, reg16, reg32, set_reg8, set_reg16, set_reg32, LF_ADD, LF_SUB, LF_LOGIC, FLAG_CF,
+  reg8, reg16, reg32, set_reg8, set_reg16, set_reg32, LF_ADD, LF_SUB, LF_LOGIC, LF_BORROW_IN, FLAG_CF,
   FLAG_OF, FLAG_AF, FLAG_ZF, EAX, EDX,
 } from './state';
 import { raise, EXC_DE } from './memory';
@@ -12,14 +12,17 @@ import { raise, EXC_DE } from './memory';
 @inline export function size_mask(shift: u32): u32 { return shift == 31 ? 0xffffffff : (<u32>2 << shift) - 1; }
 
 /** ADD OR ADC SBB AND SUB XOR CMP, by ModRM.reg / opcode bits 3-5. `shift` is 7, 15 or 31. */
-export function alu(op: u32, a: u32, b: u32, shift: u32): u32 {
+export function alu(op: u32, a: u32, b: u32, shift: u32): u32 { return alu_inline(op, a, b, shift); }
+
+/** alu() for the decoded-block executor, where `shift` is a constant at each use. */
+@inline export function alu_inline(op: u32, a: u32, b: u32, shift: u32): u32 {
   const m = size_mask(shift);
   let r: u32;
   switch (op) {
     case 0: r = (a + b) & m; set_lazy(LF_ADD, shift, r, a, b); break;
     case 1: r = a | b; set_lazy(LF_LOGIC, shift, r, a, b); break;
     case 2: r = (a + b + (get_cf() ? 1 : 0)) & m; set_lazy(LF_ADD, shift, r, a, b); break;
-    case 3: r = (a - b - (get_cf() ? 1 : 0)) & m; set_lazy(LF_SUB, shift, r, a, b); break;
+    case 3: r = (a - b - (get_cf() ? 1 : 0)) & m; set_lazy(LF_SUB | LF_BORROW_IN, shift, r, a, b); break;
     case 4: r = a & b; set_lazy(LF_LOGIC, shift, r, a, b); break;
     case 5: r = (a - b) & m; set_lazy(LF_SUB, shift, r, a, b); break;
     case 6: r = a ^ b; set_lazy(LF_LOGIC, shift, r, a, b); break;
@@ -28,12 +31,12 @@ export function alu(op: u32, a: u32, b: u32, shift: u32): u32 {
   return r;
 }
 
-export function inc(a: u32, shift: u32): u32 {
+@inline export function inc(a: u32, shift: u32): u32 {
   const r = (a + 1) & size_mask(shift);
   set_lazy_keep_cf(LF_ADD, shift, r, a, 1);
   return r;
 }
-export function dec(a: u32, shift: u32): u32 {
+@inline export function dec(a: u32, shift: u32): u32 {
   const r = (a - 1) & size_mask(shift);
   set_lazy_keep_cf(LF_SUB, shift, r, a, 1);
   return r;

@@ -4,7 +4,7 @@ import {
   CPU_STATE, CPU_STATE_SIZE, INSTR_COUNT, RUN_TARGET, HOST_REQUEST, HALTED, SHUTDOWN,
   INTR_LINE, NMI_PENDING, NMI_MASKED, INHIBIT_UNTIL, STOP_REASON, A20_MASK, RAM_SIZE, RAM,
   REG_CR0, IDTR_LIMIT, EIP_START, ESP_START, EXC_DEPTH, TLB, TLB_ENTRIES, DIRTY_MAP,
-  TLB_VALID_COUNT, DIRTY_COUNT, REG_EFLAGS,
+  TLB_VALID_COUNT, DIRTY_COUNT, REG_EFLAGS, SEG_FAST_STALE, CODE_CACHE_OFF,
 } from './layout';
 import {
   set_seg, set_eip, set_reg32, eip, reg32, get_flag_if, set_eflags_raw, update_cs_cache,
@@ -17,6 +17,7 @@ import {
 import { do_interrupt, INT_HARDWARE, INT_EXCEPTION, set_cpl } from './system';
 import { step, STOP_COUNT, STOP_HALT, STOP_HOST, STOP_SHUTDOWN } from './exec';
 import { fpu_reset } from './fpu';
+import { run_cached, code_cache_flush, blocks_may_run } from './codecache';
 
 @external("host", "intr_ack")
 declare function host_intr_ack(): i32;
@@ -47,6 +48,7 @@ export function reset(ramBytes: u32): void {
   store<u32>(CPU_STATE + 0x100, 0);
   update_access_masks();
   tlb_flush_all();
+  code_cache_flush();
   fpu_reset();
 }
 
@@ -62,6 +64,8 @@ export function dirty_clear_all(): void {
   memory.fill(DIRTY_MAP, 0, pages);
   store<u32>(CPU_STATE + DIRTY_COUNT, 0);
   tlb_flush();
+  // Called after the host rewrote RAM wholesale (restore): decoded code may be stale.
+  code_cache_flush();
 }
 
 /**
@@ -69,10 +73,21 @@ export function dirty_clear_all(): void {
  * the fetch page and the privilege-folded access masks depend on registers.
  */
 export function state_loaded(): void {
+  store<u32>(SEG_FAST_STALE, 1);
   update_cs_cache();
   update_ss_cache();
   update_access_masks();
   tlb_flush_all();
+  code_cache_flush();
+}
+
+/**
+ * Turn the decoded-code cache off (every instruction then runs in step()) or back on: for
+ * tests that compare the two, and for ruling the cache out when chasing a bug.
+ */
+export function code_cache_enable(on: bool): void {
+  store<u32>(CODE_CACHE_OFF, on ? 0 : 1);
+  code_cache_flush();
 }
 
 /**
@@ -91,6 +106,10 @@ export function run(): u32 {
       if (accept_interrupt(count)) { count = load<u64>(CPU_STATE + INSTR_COUNT); continue; }
     }
     if (load<u32>(CPU_STATE + HALTED) != 0) return stop(STOP_HALT);
+    if (blocks_may_run()) {
+      const n = run_cached(target - count);
+      if (n != 0) { count += n; continue; }
+    }
     // TF is never a lazy flag: the stored EFLAGS word has it.
     const tf = (load<u32>(CPU_STATE + REG_EFLAGS) & FLAG_TF) != 0;
     step();

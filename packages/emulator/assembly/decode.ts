@@ -8,7 +8,7 @@ import {
 import {
   fetch_slow, fw_lo, fw_cur, fw_host, gp, vread8, vread16, vread32, vwrite8, vwrite16, vwrite32, seg_check,
   ATTR_READ_OK, ATTR_WRITE_OK, read8, read16, read32, write8, write16, write32,
-  check_write_lin, vcheck_write,
+  check_write_lin_fast, vcheck_write,
 } from './memory';
 
 // The instruction being decoded. Module globals compile to WASM globals: the cheapest
@@ -45,7 +45,7 @@ export function set_lock(): void { lock = true; }
 @inline export function fetch_u8(): u32 {
   const ip = load<u32>(CPU_STATE + REG_EIP);
   store<u32>(CPU_STATE + REG_EIP, ip + 1);
-  if (ip - fw_lo < fw_cur) return load<u8>(fw_host + ip);
+  if (ip - fw_lo() < fw_cur()) return load<u8>(fw_host() + ip);
   return fetch_slow(ip);
 }
 export function fetch_u16(): u32 {
@@ -146,19 +146,19 @@ let rmw_addr: u32 = 0;
 export function rmw_read8(): u32 {
   if (m_mod == 3) return reg8(m_rm);
   rmw_addr = seg_check(ea_seg, ea_off, 1, ATTR_WRITE_OK | ATTR_READ_OK);
-  check_write_lin(rmw_addr, 1);
+  check_write_lin_fast(rmw_addr, 1);
   return read8(rmw_addr);
 }
 export function rmw_read16(): u32 {
   if (m_mod == 3) return reg16(m_rm);
   rmw_addr = seg_check(ea_seg, ea_off, 2, ATTR_WRITE_OK | ATTR_READ_OK);
-  check_write_lin(rmw_addr, 2);
+  check_write_lin_fast(rmw_addr, 2);
   return read16(rmw_addr);
 }
 export function rmw_read32(): u32 {
   if (m_mod == 3) return reg32(m_rm);
   rmw_addr = seg_check(ea_seg, ea_off, 4, ATTR_WRITE_OK | ATTR_READ_OK);
-  check_write_lin(rmw_addr, 4);
+  check_write_lin_fast(rmw_addr, 4);
   return read32(rmw_addr);
 }
 @inline export function rmw_readv(): u32 { return o32 ? rmw_read32() : rmw_read16(); }

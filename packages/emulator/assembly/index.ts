@@ -1,7 +1,7 @@
 // The core's exports: entry points for the host and the layout constants (as globals).
 
 export * from './layout';
-export { reset, run, state_loaded, dirty_clear_all } from './cpu';
+export { reset, run, state_loaded, dirty_clear_all, code_cache_enable } from './cpu';
 export { deliver_fault } from './system';
 export { mark_dirty_range, dirty_reset, tlb_flush, translate } from './memory';
 export { get_eflags, set_eflags_raw } from './state';

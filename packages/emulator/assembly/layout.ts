@@ -4,10 +4,14 @@
 //
 //   0x0000_0000  AssemblyScript static data (checked at init to end below CPU_STATE)
 //   CPU_STATE    registers, descriptor caches, control state, FPU (one byte range)
+//   CORE_VARS    the core's hot internal variables (memory.ts): not CPU state
 //   TLB          one u32 per linear 4 KiB page (1 Mi entries)
 //   DIRTY_MAP    one byte per physical page: 1 = dirtied in this epoch
 //   DIRTY_LIST   the dirtied page numbers of this epoch, in first-write order
 //   TLB_VALID    indices of TLB entries in use, so flushes cost what was filled
+//   CODE_PAGE    one u32 per physical page: the generation of its decoded code, 0 = none
+//   BLOCK_HASH   decoded blocks by physical address (codecache.ts)
+//   BLOCK_ARENA  the decoded instruction records of those blocks
 //   RAM          guest physical memory, from physical address 0
 
 export const CPU_STATE: u32 = 0x10000;
@@ -100,14 +104,35 @@ export const ESP_START: u32 = 0x1dc;
 /** Instruction count (u64) until which interrupts are inhibited (STI, MOV SS, POP SS shadow). */
 export const INHIBIT_UNTIL: u32 = 0x1e0;
 
+/**
+ * Always 0: a decoded effective address names this slot as its base or index when it has
+ * none, so computing it needs no branch (codecache.ts). Below 0x40, as records hold
+ * register offsets in a byte with the scale in its low bits.
+ */
+export const EA_ZERO: u32 = 0x3c;
+
 /** x87 state, owned by fpu.ts: 0x400..0x600 of CPU_STATE. */
 export const FPU_STATE: u32 = 0x400;
 export const FPU_STATE_SIZE: u32 = 0x200;
 
+/** memory.ts keeps its hot variables at CORE_VARS + 0x00..0x3f; the ones below follow. */
+export const CORE_VARS: u32 = 0x11000;
+/** Nonzero when a segment register changed since SEG_FAST was filled (memory.ts). */
+export const SEG_FAST_STALE: u32 = 0x11040;
+/** Nonzero: run() executes everything in step(), without decoded blocks (cpu.ts). */
+export const CODE_CACHE_OFF: u32 = 0x11044;
+/** Per segment register (16 bytes each): its base and fast-check bounds (memory.ts). */
+export const SEG_FAST: u32 = 0x11080;
 export const TLB: u32 = 0x100000;
 export const TLB_ENTRIES: u32 = 0x100000;
 export const DIRTY_MAP: u32 = 0x500000;
 export const DIRTY_LIST: u32 = 0x600000;
 export const TLB_VALID: u32 = 0xa00000;
 export const TLB_VALID_MAX: u32 = 0x10000;
+/** Sized for the largest RAM the host allows (3 GiB: 0xC0000 pages). */
+export const CODE_PAGE: u32 = 0xa40000;
+export const BLOCK_HASH: u32 = 0xd40000;
+export const BLOCK_HASH_ENTRIES: u32 = 0x10000;
+export const BLOCK_ARENA: u32 = 0xe40000;
+export const BLOCK_ARENA_END: u32 = 0x1000000;
 export const RAM: u32 = 0x1000000;

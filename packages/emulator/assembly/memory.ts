@@ -13,12 +13,27 @@
 import {
   CPU_STATE, TLB, DIRTY_MAP, DIRTY_LIST, DIRTY_COUNT, TLB_VALID, TLB_VALID_MAX, TLB_VALID_COUNT,
   RAM, RAM_SIZE, A20_MASK, REG_CR0, REG_CR2, REG_CR3, REG_CR4, FAULT_VECTOR, FAULT_ERROR,
-  FAULT_HAS_ERROR, TLB_ENTRIES,
+  FAULT_HAS_ERROR, TLB_ENTRIES, CODE_PAGE, ESP_START, REG_EAX, CORE_VARS, SEG_FAST, SEG_FAST_STALE,
 } from './layout';
+
+const REG_ESP: u32 = REG_EAX + 4 * 4;
 import {
   cpl, seg_base, seg_limit, seg_attr, CR0_PG, CR0_WP, CR4_PSE, SS, CS, ATTR_DC, ATTR_CODE,
   ATTR_DB,
 } from './state';
+
+// The core's hot variables live in linear memory (CORE_VARS) rather than in WASM globals:
+// V8 reaches a global through the instance object, a load more than linear memory takes.
+// They are caches and bookkeeping, not CPU state, so they sit outside CPU_STATE.
+const V_TLB_READ_MASK: u32 = CORE_VARS + 0x00;
+const V_TLB_WRITE_MASK: u32 = CORE_VARS + 0x04;
+const V_BLOCK_STOP: u32 = CORE_VARS + 0x08;
+const V_IN_BLOCK: u32 = CORE_VARS + 0x0c;
+const V_FW_LO: u32 = CORE_VARS + 0x10;
+const V_FW_LEN: u32 = CORE_VARS + 0x14;
+const V_FW_HOST: u32 = CORE_VARS + 0x18;
+const V_FW_CUR: u32 = CORE_VARS + 0x1c;
+const V_INSN_START: u32 = CORE_VARS + 0x20;
 
 @external("host", "raise")
 declare function host_raise(): void;
@@ -34,6 +49,8 @@ export const TLB_NO_WRITE_KERNEL: u32 = 1 << 3;
 /** Writes take the slow path: the PTE's D bit or this epoch's dirty mark is still to be set. */
 export const TLB_NOT_DIRTY: u32 = 1 << 4;
 export const TLB_MMIO: u32 = 1 << 5;
+/** The page holds decoded code (CODE_PAGE): writes take the slow path, which forgets it. */
+export const TLB_CODE: u32 = 1 << 6;
 
 // Computed segment access rights kept in SEG_ATTR beside the descriptor bits.
 export const ATTR_READ_OK: u32 = 1 << 17;
@@ -58,23 +75,41 @@ export const EXC_MF: u32 = 16;
 export const EXC_AC: u32 = 17;
 
 // Masks for the fast paths, recomputed when CPL or paging state changes.
-let tlb_read_mask: u32 = TLB_VALID_BIT | TLB_MMIO;
-let tlb_write_mask: u32 = TLB_VALID_BIT | TLB_MMIO | TLB_NOT_DIRTY | TLB_NO_WRITE_KERNEL;
 
 export function update_access_masks(): void {
   if (cpl() == 3) {
-    tlb_read_mask = TLB_VALID_BIT | TLB_MMIO | TLB_NO_USER;
-    tlb_write_mask = TLB_VALID_BIT | TLB_MMIO | TLB_NOT_DIRTY | TLB_NO_USER | TLB_NO_WRITE_USER;
+    store<u32>(V_TLB_READ_MASK, TLB_VALID_BIT | TLB_MMIO | TLB_NO_USER);
+    store<u32>(V_TLB_WRITE_MASK, TLB_VALID_BIT | TLB_MMIO | TLB_NOT_DIRTY | TLB_CODE | TLB_NO_USER | TLB_NO_WRITE_USER);
   } else {
-    tlb_read_mask = TLB_VALID_BIT | TLB_MMIO;
-    tlb_write_mask = TLB_VALID_BIT | TLB_MMIO | TLB_NOT_DIRTY | TLB_NO_WRITE_KERNEL;
+    store<u32>(V_TLB_READ_MASK, TLB_VALID_BIT | TLB_MMIO);
+    store<u32>(V_TLB_WRITE_MASK, TLB_VALID_BIT | TLB_MMIO | TLB_NOT_DIRTY | TLB_CODE | TLB_NO_WRITE_KERNEL);
   }
 }
+
+/**
+ * Set when something a running decoded block depends on may have changed: its code was
+ * written (by the CPU through any alias, or by DMA), or a host device was called (MMIO),
+ * which may raise an interrupt or ask the run loop to stop. The block executor checks it
+ * after every instruction and returns to the run loop.
+ */
+@inline export function block_stop(): bool { return load<u32>(V_BLOCK_STOP) != 0; }
+@inline export function clear_block_stop(): void { store<u32>(V_BLOCK_STOP, 0); }
 
 // ---------------------------------------------------------------------------------------
 // Raising exceptions.
 
+/**
+ * True while a decoded block runs (codecache.ts). Its instructions change ESP only after
+ * their last possible fault, so ESP at the fault is ESP at the instruction's start and
+ * raise() records ESP_START for them, which saves a store per instruction.
+ */
+@inline export function set_in_block(v: bool): void { store<u32>(V_IN_BLOCK, v ? 1 : 0); }
+
 export function raise(vector: u32, hasError: bool, error: u32): void {
+  if (load<u32>(V_IN_BLOCK) != 0) {
+    store<u32>(CPU_STATE + ESP_START, load<u32>(CPU_STATE + REG_ESP));
+    store<u32>(V_IN_BLOCK, 0);
+  }
   store<u32>(CPU_STATE + FAULT_VECTOR, vector);
   store<u32>(CPU_STATE + FAULT_ERROR, error);
   store<u32>(CPU_STATE + FAULT_HAS_ERROR, hasError ? 1 : 0);
@@ -100,12 +135,65 @@ export function mark_dirty(ppage: u32): void {
   }
 }
 
-/** Host DMA into RAM: mark every page of [addr, addr+len) dirty. */
+/**
+ * Host DMA into RAM: mark every page of [addr, addr+len) dirty and forget decoded code on
+ * them. Host writes into RAM must come here (Cpu.markDirty): the decoded-code cache relies
+ * on it as much as dirty tracking does.
+ */
 export function mark_dirty_range(addr: u32, len: u32): void {
   if (len == 0) return;
   const last = (addr + len - 1) >>> 12;
   const limit = ram_size() >>> 12;
-  for (let p = addr >>> 12; p <= last && p < limit; p++) mark_dirty(p);
+  for (let p = addr >>> 12; p <= last && p < limit; p++) ram_written(p);
+}
+
+// ---------------------------------------------------------------------------------------
+// Pages holding decoded code. CODE_PAGE[page] is 0, or the generation the page's decoded
+// blocks were made under (codecache.ts checks it before running one). Every TLB entry of
+// such a page has TLB_CODE, so CPU writes to it through any linear alias take the slow
+// path and reach ram_written(), which drops the generation: the blocks die at once.
+
+let code_gen: u32 = 0;
+
+@inline export function code_page_gen(ppage: u32): u32 { return load<u32>(CODE_PAGE + (ppage << 2)); }
+
+/**
+ * Give `ppage` a new code generation (it is about to get decoded blocks) and take the
+ * write fast path away from every TLB entry that maps it. Returns 0 when generations ran
+ * out: the caller must forget all decoded code (code_pages_clear) first.
+ */
+export function code_page_register(ppage: u32): u32 {
+  const gen = code_gen + 1;
+  if (gen == 0) return 0;
+  code_gen = gen;
+  store<u32>(CODE_PAGE + (ppage << 2), gen);
+  const v = load<u32>(CPU_STATE + TLB_VALID_COUNT);
+  if (v > TLB_VALID_MAX) {
+    // The list of filled entries overflowed: refill everything instead of scanning 4 MiB.
+    tlb_flush();
+    return gen;
+  }
+  for (let i: u32 = 0; i < v; i++) {
+    const a = TLB + (load<u32>(TLB_VALID + (i << 2)) << 2);
+    const e = load<u32>(a);
+    if ((e >>> 12) == ppage && (e & (TLB_VALID_BIT | TLB_MMIO)) == TLB_VALID_BIT) store<u32>(a, e | TLB_CODE);
+  }
+  return gen;
+}
+
+/** Forget which pages hold decoded code (stale TLB_CODE bits only cost a slow write). */
+export function code_pages_clear(): void {
+  memory.fill(CODE_PAGE, 0, (ram_size() >>> 12) << 2);
+  code_gen = 0;
+}
+
+/** Bookkeeping of a write into RAM page `ppage` that did not take the TLB fast path. */
+function ram_written(ppage: u32): void {
+  mark_dirty(ppage);
+  if (code_page_gen(ppage) != 0) {
+    store<u32>(CODE_PAGE + (ppage << 2), 0);
+    store<u32>(V_BLOCK_STOP, 1);
+  }
 }
 
 /**
@@ -220,10 +308,10 @@ export function translate(lin: u32, write: bool, user: bool): u32 {
   const ppage = phys >>> 12;
   if (phys >= ram_size()) {
     flags |= TLB_MMIO;
-  } else if (write) {
-    mark_dirty(ppage);
-  } else if (load<u8>(DIRTY_MAP + ppage) == 0) {
-    flags |= TLB_NOT_DIRTY;
+  } else {
+    if (write) mark_dirty(ppage);
+    else if (load<u8>(DIRTY_MAP + ppage) == 0) flags |= TLB_NOT_DIRTY;
+    if (code_page_gen(ppage) != 0) flags |= TLB_CODE;
   }
   tlb_set(page, phys | flags);
   return phys | (lin & 0xfff);
@@ -234,7 +322,7 @@ export function translate(lin: u32, write: bool, user: bool): u32 {
 
 export function phys_read8(p: u32): u32 {
   if (p < ram_size()) return load<u8>(RAM + p);
-  return host_mmio_read(p, 1) & 0xff;
+  return mmio_read(p, 1) & 0xff;
 }
 export function phys_read16(p: u32): u32 {
   if (p <= ram_size() - 2) return load<u16>(RAM + p);
@@ -242,16 +330,17 @@ export function phys_read16(p: u32): u32 {
 }
 export function phys_read32(p: u32): u32 {
   if (p <= ram_size() - 4) return load<u32>(RAM + p);
-  if ((p & 3) == 0 && p >= ram_size()) return host_mmio_read(p, 4);
+  if ((p & 3) == 0 && p >= ram_size()) return mmio_read(p, 4);
   return phys_read16(p) | (phys_read16(p + 2) << 16);
 }
 export function phys_write8(p: u32, v: u32): void {
-  if (p < ram_size()) { mark_dirty(p >>> 12); store<u8>(RAM + p, <u8>v); return; }
-  host_mmio_write(p, 1, v & 0xff);
+  if (p < ram_size()) { ram_written(p >>> 12); store<u8>(RAM + p, <u8>v); return; }
+  mmio_write(p, 1, v & 0xff);
 }
 export function phys_write16(p: u32, v: u32): void {
   if (p <= ram_size() - 2) {
-    mark_dirty(p >>> 12); mark_dirty((p + 1) >>> 12);
+    ram_written(p >>> 12);
+    if (((p + 1) & 0xfff) == 0) ram_written((p + 1) >>> 12);
     store<u16>(RAM + p, <u16>v);
     return;
   }
@@ -259,12 +348,24 @@ export function phys_write16(p: u32, v: u32): void {
 }
 export function phys_write32(p: u32, v: u32): void {
   if (p <= ram_size() - 4) {
-    mark_dirty(p >>> 12); mark_dirty((p + 3) >>> 12);
+    ram_written(p >>> 12);
+    if ((p & 0xfff) > 0xffc) ram_written((p + 3) >>> 12);
     store<u32>(RAM + p, v);
     return;
   }
-  if ((p & 3) == 0 && p >= ram_size()) { host_mmio_write(p, 4, v); return; }
+  if ((p & 3) == 0 && p >= ram_size()) { mmio_write(p, 4, v); return; }
   phys_write16(p, v); phys_write16(p + 2, v >>> 16);
+}
+
+// A device may raise an interrupt or ask the run loop to stop from inside an MMIO access.
+function mmio_read(p: u32, size: u32): u32 {
+  const v = host_mmio_read(p, size);
+  store<u32>(V_BLOCK_STOP, 1);
+  return v;
+}
+function mmio_write(p: u32, size: u32, v: u32): void {
+  host_mmio_write(p, size, v);
+  store<u32>(V_BLOCK_STOP, 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -275,19 +376,19 @@ export function phys_write32(p: u32, v: u32): void {
 
 @inline export function read8(lin: u32): u32 {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
-  if ((e & tlb_read_mask) == TLB_VALID_BIT) return load<u8>(RAM + (e & 0xfffff000) + (lin & 0xfff));
+  if ((e & load<u32>(V_TLB_READ_MASK)) == TLB_VALID_BIT) return load<u8>(RAM + (e & 0xfffff000) + (lin & 0xfff));
   return read8_slow(lin);
 }
 @inline export function read16(lin: u32): u32 {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
-  if ((e & tlb_read_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffe) {
+  if ((e & load<u32>(V_TLB_READ_MASK)) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffe) {
     return load<u16>(RAM + (e & 0xfffff000) + (lin & 0xfff));
   }
   return read16_slow(lin, user_access());
 }
 @inline export function read32(lin: u32): u32 {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
-  if ((e & tlb_read_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffc) {
+  if ((e & load<u32>(V_TLB_READ_MASK)) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffc) {
     return load<u32>(RAM + (e & 0xfffff000) + (lin & 0xfff));
   }
   return read32_slow(lin, user_access());
@@ -321,12 +422,12 @@ function read32_slow(lin: u32, user: bool): u32 {
 
 @inline export function write8(lin: u32, v: u32): void {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
-  if ((e & tlb_write_mask) == TLB_VALID_BIT) { store<u8>(RAM + (e & 0xfffff000) + (lin & 0xfff), <u8>v); return; }
+  if ((e & load<u32>(V_TLB_WRITE_MASK)) == TLB_VALID_BIT) { store<u8>(RAM + (e & 0xfffff000) + (lin & 0xfff), <u8>v); return; }
   write8_slow(lin, v);
 }
 @inline export function write16(lin: u32, v: u32): void {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
-  if ((e & tlb_write_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffe) {
+  if ((e & load<u32>(V_TLB_WRITE_MASK)) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffe) {
     store<u16>(RAM + (e & 0xfffff000) + (lin & 0xfff), <u16>v);
     return;
   }
@@ -334,7 +435,7 @@ function read32_slow(lin: u32, user: bool): u32 {
 }
 @inline export function write32(lin: u32, v: u32): void {
   const e = load<u32>(TLB + ((lin >>> 12) << 2));
-  if ((e & tlb_write_mask) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffc) {
+  if ((e & load<u32>(V_TLB_WRITE_MASK)) == TLB_VALID_BIT && (lin & 0xfff) <= 0xffc) {
     store<u32>(RAM + (e & 0xfffff000) + (lin & 0xfff), v);
     return;
   }
@@ -373,6 +474,24 @@ export function check_write_lin(lin: u32, len: u32): void {
   translate(lin, true, user);
   if ((last ^ lin) >>> 12) translate(last, true, user);
 }
+/**
+ * The host address of linear `lin` if the TLB lets a read (a write) through its fast path
+ * there, else 0: for bulk copies that must not fault or skip dirty and code bookkeeping.
+ */
+@inline export function tlb_read_host(lin: u32): u32 {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  return (e & load<u32>(V_TLB_READ_MASK)) == TLB_VALID_BIT ? RAM + (e & 0xfffff000) + (lin & 0xfff) : 0;
+}
+@inline export function tlb_write_host(lin: u32): u32 {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  return (e & load<u32>(V_TLB_WRITE_MASK)) == TLB_VALID_BIT ? RAM + (e & 0xfffff000) + (lin & 0xfff) : 0;
+}
+
+/** check_write_lin, without a page walk when the TLB already allows the write. */
+@inline export function check_write_lin_fast(lin: u32, len: u32): void {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & load<u32>(V_TLB_WRITE_MASK)) != TLB_VALID_BIT || (lin & 0xfff) > 0x1000 - len) check_write_lin(lin, len);
+}
 export function check_read_lin(lin: u32, len: u32): void {
   const user = user_access();
   const last = lin + len - 1;
@@ -404,6 +523,43 @@ export function write32_sys(lin: u32, v: u32): void { write32_slow(lin, v, false
     return seg_base(seg) + off;
   }
   return seg_check_slow(seg, off, len, need);
+}
+
+// Segment checks for the decoded-block executor, folded per segment register into one
+// bound per kind of access: SEG_FAST + seg * 16 holds the base and, for reads, writes and
+// read-modify-writes, the exclusive upper bound of the offsets where a 1- to 4-byte access
+// passes seg_check's fast path (0: none does). Accesses beyond it, and of code or
+// expand-down segments, take seg_check_slow. Refilled when set_seg() has marked it stale,
+// before a run of blocks: segment registers change only in the interpreter.
+export const SF_BASE: u32 = 0;
+export const SF_READ: u32 = 4;
+export const SF_WRITE: u32 = 8;
+export const SF_RMW: u32 = 12;
+
+export function seg_fast_refresh(): void {
+  if (load<u32>(SEG_FAST_STALE) == 0) return;
+  store<u32>(SEG_FAST_STALE, 0);
+  for (let s: i32 = 0; s < 6; s++) {
+    const attr = seg_attr(s);
+    const limit = seg_limit(s);
+    const t = SEG_FAST + (<u32>s << 4);
+    // A 4-byte access at `off` passes when off <= limit - 3, i.e. off < limit - 2.
+    const bound: u32 = limit >= 3 ? limit - 2 : 0;
+    const kind = attr & (ATTR_READ_OK | ATTR_WRITE_OK | ATTR_DC | ATTR_CODE);
+    store<u32>(t + SF_BASE, seg_base(s));
+    store<u32>(t + SF_READ, (kind & ~ATTR_WRITE_OK) == ATTR_READ_OK ? bound : 0);
+    store<u32>(t + SF_WRITE, (kind & ~ATTR_READ_OK) == ATTR_WRITE_OK ? bound : 0);
+    store<u32>(t + SF_RMW, kind == (ATTR_READ_OK | ATTR_WRITE_OK) ? bound : 0);
+  }
+}
+
+/**
+ * seg_check() for the block executor: `sf` is SEG_FAST's byte offset of the segment
+ * (seg * 16), `kind` SF_READ, SF_WRITE or SF_RMW matching `need`.
+ */
+@inline export function seg_check_fast(sf: u32, off: u32, len: u32, kind: u32, need: u32): u32 {
+  if (off < load<u32>(sf + kind, SEG_FAST)) return load<u32>(sf, SEG_FAST + SF_BASE) + off;
+  return seg_check_slow(<i32>(sf >> 4), off, len, need);
 }
 
 function seg_check_slow(seg: i32, off: u32, len: u32, need: u32): u32 {
@@ -443,41 +599,63 @@ export function vcheck_read(seg: i32, off: u32, len: u32): void {
 // at every fetch, so a store into code (self-modifying code, through any alias) is seen by
 // the next instruction without any invalidation.
 
-export let fw_lo: u32 = 0;
-export let fw_len: u32 = 0;
-export let fw_host: u32 = 0;
 /**
  * The part of the window the current instruction may use: it ends 15 bytes after the
  * instruction's first byte, so the length limit (SDM Vol. 2, 2.3.11) costs nothing per byte
  * and is checked in fetch_slow.
  */
-export let fw_cur: u32 = 0;
-let insn_start: u32 = 0;
 
-export function fetch_invalidate(): void { fw_len = 0; fw_cur = 0; }
+@inline export function fw_lo(): u32 { return load<u32>(V_FW_LO); }
+@inline export function fw_len(): u32 { return load<u32>(V_FW_LEN); }
+@inline export function fw_host(): u32 { return load<u32>(V_FW_HOST); }
+@inline export function fw_cur(): u32 { return load<u32>(V_FW_CUR); }
+
+export function fetch_invalidate(): void { store<u32>(V_FW_LEN, 0); store<u32>(V_FW_CUR, 0); }
 
 /** Called at the first byte of every instruction. */
 @inline export function fetch_begin(ip: u32): void {
-  insn_start = ip;
-  const rel = ip - fw_lo;
-  fw_cur = rel < fw_len ? min(fw_len, rel + 15) : 0;
+  store<u32>(V_INSN_START, ip);
+  const rel = ip - load<u32>(V_FW_LO);
+  store<u32>(V_FW_CUR, rel < load<u32>(V_FW_LEN) ? min(load<u32>(V_FW_LEN), rel + 15) : 0);
 }
 
 /** Fetch the byte at CS:ip when it is outside the window, and open a window around it. */
 export function fetch_slow(ip: u32): u32 {
-  if (ip - insn_start >= 15) gp(0);
+  if (ip - load<u32>(V_INSN_START) >= 15) gp(0);
   const limit = seg_limit(CS);
   if (ip > limit) gp(0);
   const lin = seg_base(CS) + ip;
   const p = translate(lin, false, user_access());
-  if (p >= ram_size()) { fw_len = 0; return host_mmio_read(p, 1) & 0xff; }
+  if (p >= ram_size()) { store<u32>(V_FW_LEN, 0); return mmio_read(p, 1) & 0xff; }
+  fetch_window_set(ip, lin, p, limit);
+  store<u32>(V_FW_CUR, min(load<u32>(V_FW_LEN), load<u32>(V_INSN_START) + 15 - load<u32>(V_FW_LO)));
+  return load<u8>(RAM + p);
+}
+
+/** Open the window on the page of `lin` (EIP `ip`, physical `p`, CS.limit `limit`). */
+function fetch_window_set(ip: u32, lin: u32, p: u32, limit: u32): void {
   const pageOff = lin & 0xfff;
   const back = pageOff <= ip ? pageOff : ip;
   const ahead: u32 = 4096 - pageOff;
   const toLimit = limit - ip + 1; // 0 means 2^32: the whole space
-  fw_lo = ip - back;
-  fw_len = back + (toLimit != 0 && toLimit < ahead ? toLimit : ahead);
-  fw_host = RAM + p - ip;
-  fw_cur = min(fw_len, insn_start + 15 - fw_lo);
-  return load<u8>(RAM + p);
+  store<u32>(V_FW_LO, ip - back);
+  store<u32>(V_FW_LEN, back + (toLimit != 0 && toLimit < ahead ? toLimit : ahead));
+  store<u32>(V_FW_HOST, RAM + p - ip);
+}
+
+/**
+ * Open the window at `ip` without fetching, faulting or walking page tables: only when the
+ * TLB already maps the page for a read at this privilege (as translate() would) and `ip` is
+ * inside CS.limit. For the block executor, which meets a new code page at every far-enough
+ * call or return; false leaves it to step(). fw_cur is left for fetch_begin() to set.
+ */
+export function fetch_window_try(ip: u32): bool {
+  const limit = seg_limit(CS);
+  if (ip > limit) return false;
+  const lin = seg_base(CS) + ip;
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & load<u32>(V_TLB_READ_MASK)) != TLB_VALID_BIT) return false;
+  fetch_window_set(ip, lin, (e & 0xfffff000) | (lin & 0xfff), limit);
+  store<u32>(V_FW_CUR, 0);
+  return true;
 }

@@ -4,7 +4,7 @@
 import {
   CPU_STATE, REG_EAX, REG_EIP, REG_EFLAGS, LF_RES, LF_OP1, LF_OP2, LF_KIND, LF_MASK,
   SEG_BASE_OFF, SEG_SIZE, SEG_SEL, SEG_BASE, SEG_LIMIT, SEG_ATTR, CPL, CODE32, STACK32,
-  REG_CR0, REG_CR4, INSTR_COUNT,
+  REG_CR0, REG_CR4, INSTR_COUNT, SEG_FAST_STALE,
 } from './layout';
 
 // EFLAGS bits (SDM Vol. 1, 3.4.3).
@@ -103,6 +103,7 @@ export const EDI: i32 = 7;
 @inline export function seg_limit(s: i32): u32 { return load<u32>(seg_addr(s) + SEG_LIMIT); }
 @inline export function seg_attr(s: i32): u32 { return load<u32>(seg_addr(s) + SEG_ATTR); }
 @inline export function set_seg(s: i32, sel: u32, base: u32, limit: u32, attr: u32): void {
+  store<u32>(SEG_FAST_STALE, 1);
   const a = seg_addr(s);
   store<u32>(a + SEG_SEL, sel);
   store<u32>(a + SEG_BASE, base);
@@ -128,6 +129,11 @@ export const EDI: i32 = 7;
 export const LF_ADD: u32 = 0;
 export const LF_SUB: u32 = 1;
 export const LF_LOGIC: u32 = 2;
+/**
+ * Or'ed into LF_SUB by SBB: the flags formulas hold with a borrow in, but the operands no
+ * longer order like a comparison's (test_cc_inline's shortcut).
+ */
+export const LF_BORROW_IN: u32 = 0x10;
 // Sizes are kept as the sign-bit shift: 7, 15 or 31.
 
 @inline export function lf_kind(): u32 { return load<u32>(CPU_STATE + LF_KIND); }
@@ -135,17 +141,23 @@ export const LF_LOGIC: u32 = 2;
 
 @inline export function set_lazy(kind: u32, shift: u32, res: u32, op1: u32, op2: u32): void {
   store<u32>(CPU_STATE + LF_RES, res);
-  store<u32>(CPU_STATE + LF_OP1, op1);
-  store<u32>(CPU_STATE + LF_OP2, op2);
+  // A logical operation's flags come from its result alone (CF = OF = AF = 0).
+  if (kind != LF_LOGIC) {
+    store<u32>(CPU_STATE + LF_OP1, op1);
+    store<u32>(CPU_STATE + LF_OP2, op2);
+  }
   store<u32>(CPU_STATE + LF_KIND, kind | (shift << 8));
   store<u32>(CPU_STATE + LF_MASK, FLAGS_ARITH);
 }
 
 /** Like set_lazy but CF keeps its current value (INC, DEC). */
 @inline export function set_lazy_keep_cf(kind: u32, shift: u32, res: u32, op1: u32, op2: u32): void {
-  const cf = get_cf();
-  const fl = load<u32>(CPU_STATE + REG_EFLAGS);
-  store<u32>(CPU_STATE + REG_EFLAGS, (fl & ~FLAG_CF) | (cf ? FLAG_CF : 0));
+  // In an INC/DEC chain CF is already in EFLAGS: only a lazy CF needs computing.
+  if ((lf_mask() & FLAG_CF) != 0) {
+    const cf = get_cf();
+    const fl = load<u32>(CPU_STATE + REG_EFLAGS);
+    store<u32>(CPU_STATE + REG_EFLAGS, (fl & ~FLAG_CF) | (cf ? FLAG_CF : 0));
+  }
   store<u32>(CPU_STATE + LF_RES, res);
   store<u32>(CPU_STATE + LF_OP1, op1);
   store<u32>(CPU_STATE + LF_OP2, op2);
@@ -157,7 +169,7 @@ export const LF_LOGIC: u32 = 2;
 
 export function get_cf(): bool {
   if ((lf_mask() & FLAG_CF) == 0) return (load<u32>(CPU_STATE + REG_EFLAGS) & FLAG_CF) != 0;
-  const k = lf_kind() & 0xff;
+  const k = lf_kind() & 0xf;
   const sh = lf_shift();
   const a = load<u32>(CPU_STATE + LF_OP1);
   const b = load<u32>(CPU_STATE + LF_OP2);
@@ -181,7 +193,7 @@ export function get_sf(): bool {
 
 export function get_of(): bool {
   if ((lf_mask() & FLAG_OF) == 0) return (load<u32>(CPU_STATE + REG_EFLAGS) & FLAG_OF) != 0;
-  const k = lf_kind() & 0xff;
+  const k = lf_kind() & 0xf;
   const sh = lf_shift();
   const a = load<u32>(CPU_STATE + LF_OP1);
   const b = load<u32>(CPU_STATE + LF_OP2);
@@ -198,7 +210,7 @@ export function get_pf(): bool {
 
 export function get_af(): bool {
   if ((lf_mask() & FLAG_AF) == 0) return (load<u32>(CPU_STATE + REG_EFLAGS) & FLAG_AF) != 0;
-  const k = lf_kind() & 0xff;
+  const k = lf_kind() & 0xf;
   if (k == LF_LOGIC) return false;
   const a = load<u32>(CPU_STATE + LF_OP1);
   const b = load<u32>(CPU_STATE + LF_OP2);
@@ -242,19 +254,21 @@ export function set_eflags_raw(v: u32): void {
 
 @inline export function eflags_stored(): u32 { return load<u32>(CPU_STATE + REG_EFLAGS); }
 
-/** Set or clear given arithmetic flags directly (the others stay as they are). */
+/**
+ * Set or clear given arithmetic flags directly (the others stay as they are). Lazy flags
+ * not among them stay lazy: their record (LF_RES..LF_KIND) is left as it is.
+ */
 export function set_flags_bits(mask: u32, values: u32): void {
-  flush_flags();
   const fl = load<u32>(CPU_STATE + REG_EFLAGS);
   store<u32>(CPU_STATE + REG_EFLAGS, (fl & ~mask) | (values & mask));
+  store<u32>(CPU_STATE + LF_MASK, lf_mask() & ~mask);
 }
 
 /** Result flags ZF SF PF from a value of a given size, CF/OF/AF given explicitly (shifts, MUL). */
 export function set_szp_flags(res: u32, shift: u32, others: u32, othersMask: u32): void {
-  // When all six arithmetic flags are being set, the lazy ones need not be computed first.
-  if (((FLAG_ZF | FLAG_SF | FLAG_PF | othersMask) & FLAGS_ARITH) != FLAGS_ARITH) flush_flags();
-  else store<u32>(CPU_STATE + LF_MASK, 0);
-  let fl = load<u32>(CPU_STATE + REG_EFLAGS) & ~(FLAG_ZF | FLAG_SF | FLAG_PF | othersMask);
+  const set = FLAG_ZF | FLAG_SF | FLAG_PF | othersMask;
+  store<u32>(CPU_STATE + LF_MASK, lf_mask() & ~set);
+  let fl = load<u32>(CPU_STATE + REG_EFLAGS) & ~set;
   if ((res << (31 - shift)) == 0) fl |= FLAG_ZF;
   if ((res >> shift) & 1) fl |= FLAG_SF;
   if (parity(res)) fl |= FLAG_PF;
@@ -270,6 +284,54 @@ export function set_arith_flags_zpc(zf: bool, pf: bool, cf: bool): void {
 @inline export function get_flag_if(): bool { return (load<u32>(CPU_STATE + REG_EFLAGS) & FLAG_IF) != 0; }
 @inline export function v86_mode(): bool { return (load<u32>(CPU_STATE + REG_EFLAGS) & FLAG_VM) != 0; }
 @inline export function iopl(): u32 { return (load<u32>(CPU_STATE + REG_EFLAGS) >> 12) & 3; }
+
+/**
+ * test_cc() with the common cases worked out in line, for the decoded-block executor: ZF
+ * (JZ/JNZ after anything), and every condition straight after CMP/SUB or a logical
+ * operation with all six flags lazy, from the operands rather than from the flag bits.
+ */
+@inline export function test_cc_inline(cc: u32): bool {
+  const mask = lf_mask();
+  const kind = lf_kind();
+  const sh = (kind >> 8) & 31;
+  const c = cc >> 1;
+  if (c == 2 && (mask & FLAG_ZF) != 0) {
+    return ((load<u32>(CPU_STATE + LF_RES) << (31 - sh)) == 0) != ((cc & 1) != 0);
+  }
+  const k = kind & 0xff;
+  if (mask == FLAGS_ARITH && (k == LF_SUB || k == LF_LOGIC)) {
+    const up = 31 - sh;
+    let r: bool;
+    if (k == LF_SUB) {
+      // The operands are held at their size: compare them as unsigned or, shifted up to
+      // bit 31, as signed numbers.
+      const a = load<u32>(CPU_STATE + LF_OP1);
+      const b = load<u32>(CPU_STATE + LF_OP2);
+      const res = load<u32>(CPU_STATE + LF_RES) << up;
+      switch (c) {
+        case 0: r = (((a ^ b) & (a ^ (res >>> up))) >> sh) & 1 ? true : false; break; // OF
+        case 1: r = a < b; break;
+        case 3: r = a <= b; break;
+        case 4: r = <i32>res < 0; break;
+        case 5: r = parity(res >>> up); break;
+        case 6: r = <i32>(a << up) < <i32>(b << up); break;
+        default: r = <i32>(a << up) <= <i32>(b << up); break;
+      }
+    } else {
+      // Logical: CF = OF = 0.
+      const res = load<u32>(CPU_STATE + LF_RES) << up;
+      switch (c) {
+        case 0: case 1: r = false; break;
+        case 3: r = res == 0; break;
+        case 4: case 6: r = <i32>res < 0; break;
+        case 5: r = parity(res >>> up); break;
+        default: r = <i32>res <= 0; break;
+      }
+    }
+    return r != ((cc & 1) != 0);
+  }
+  return test_cc(cc);
+}
 
 /** Evaluate condition code cc (0-15) as used by Jcc, SETcc, CMOVcc. */
 export function test_cc(cc: u32): bool {

@@ -8,10 +8,11 @@
 import { CPU_STATE, EIP_START } from './layout';
 import {
   reg32, set_reg32, reg16, set_reg16, set_reg8, reg8, set_eip, get_flag_df, get_zf,
-  ECX, ESI, EDI, EAX, EDX, ES,
+  seg_attr, seg_limit, seg_base, ECX, ESI, EDI, EAX, EDX, ES, ATTR_DC, ATTR_CODE,
 } from './state';
 import {
-  vread8, vread16, vread32, vwrite8, vwrite16, vwrite32, vcheck_write,
+  vread8, vread16, vread32, vwrite8, vwrite16, vwrite32, vcheck_write, tlb_read_host,
+  tlb_write_host, ATTR_READ_OK, ATTR_WRITE_OK,
 } from './memory';
 import { a32, rep, data_seg } from './decode';
 import { alu } from './arith';
@@ -58,7 +59,21 @@ export function string_op(kind: u32, size: u32): void {
   }
   let n = count();
   let budget = REP_CHUNK;
+  const bulkable = (kind == S_MOVS || kind == S_STOS) && a32 && delta == size;
   while (n != 0) {
+    if (bulkable) {
+      const done = bulk(kind, size, n < budget ? n : budget);
+      if (done != 0) {
+        n -= done;
+        set_count(n);
+        budget -= done;
+        if (budget == 0 && n != 0) {
+          set_eip(load<u32>(CPU_STATE + EIP_START));
+          return;
+        }
+        continue;
+      }
+    }
     one(kind, size, shift, delta);
     n--;
     set_count(n);
@@ -75,6 +90,65 @@ export function string_op(kind: u32, size: u32): void {
 }
 
 @inline function reg_zf(): u32 { return get_zf() ? 1 : 0; }
+
+/**
+ * The linear address of [off, off + len) in `seg` if seg_check's fast path passes for all
+ * of it, else 0xffffffff (then the elements go one by one and fault where they must).
+ */
+function seg_range(seg: i32, off: u32, len: u32, need: u32): u32 {
+  const attr = seg_attr(seg);
+  const limit = seg_limit(seg);
+  if ((attr & (need | ATTR_DC | ATTR_CODE)) == need && limit >= len - 1 && off <= limit - (len - 1)) {
+    return seg_base(seg) + off;
+  }
+  return 0xffffffff;
+}
+
+/**
+ * REP MOVS/STOS forwards with 32-bit addresses, as many elements (at most `max`) as lie in
+ * one page of the source and one of the destination, moved at once. Only where the TLB fast
+ * paths already allow every access: the pages are present, dirty-marked this epoch and hold
+ * no decoded code, and nothing in the run can fault. Returns the elements done (0: none;
+ * the caller does one the ordinary way). The registers end as the element loop leaves them.
+ */
+function bulk(kind: u32, size: u32, max: u32): u32 {
+  const di = reg32(EDI);
+  const dlin = seg_range(ES, di, size, ATTR_WRITE_OK);
+  if (dlin == 0xffffffff) return 0;
+  let cnt: u32 = (0x1000 - (dlin & 0xfff)) / size;
+  let si: u32 = 0;
+  let slin: u32 = 0;
+  if (kind == S_MOVS) {
+    si = reg32(ESI);
+    slin = seg_range(data_seg(), si, size, ATTR_READ_OK);
+    if (slin == 0xffffffff) return 0;
+    const room: u32 = (0x1000 - (slin & 0xfff)) / size;
+    if (room < cnt) cnt = room;
+  }
+  if (max < cnt) cnt = max;
+  if (cnt < 2) return 0;
+  const bytes = cnt * size;
+  if (seg_range(ES, di, bytes, ATTR_WRITE_OK) == 0xffffffff) return 0;
+  const hd = tlb_write_host(dlin);
+  if (hd == 0) return 0;
+  if (kind == S_MOVS) {
+    if (seg_range(data_seg(), si, bytes, ATTR_READ_OK) == 0xffffffff) return 0;
+    const hs = tlb_read_host(slin);
+    if (hs == 0) return 0;
+    // Element by element, a destination just above the source repeats the first bytes
+    // (memory.copy would not): leave that to the loop.
+    if (hd > hs && hd - hs < bytes) return 0;
+    memory.copy(hd, hs, bytes);
+    set_reg32(ESI, si + bytes);
+  } else {
+    const v = acc(size);
+    if (size == 1) memory.fill(hd, <u8>v, bytes);
+    else if (size == 2) for (let i: u32 = 0; i < bytes; i += 2) store<u16>(hd + i, <u16>v);
+    else for (let i: u32 = 0; i < bytes; i += 4) store<u32>(hd + i, v);
+  }
+  set_reg32(EDI, di + bytes);
+  return cnt;
+}
 
 function one(kind: u32, size: u32, shift: u32, delta: u32): void {
   switch (kind) {

@@ -48,6 +48,8 @@ export interface CoreExports {
   translate(lin: number, write: number, user: number): number;
   get_eflags(): number;
   set_eflags_raw(v: number): void;
+  /** 0 runs every instruction in the interpreter, without decoded blocks (for tests). */
+  code_cache_enable(on: number): void;
   heap_base(): number;
   [name: string]: unknown;
 }
@@ -92,8 +94,9 @@ export class Cpu {
   private faultPending = false;
   /** Called for every exception the core raises, before delivery (diagnostics, tracing). */
   onFault: ((vector: number, error: number, eip: number) => void) | undefined;
-  private readonly counterAddr: number;
-  private readonly targetAddr: number;
+  /** INSTR_COUNT and RUN_TARGET as views made once (the memory never grows, so they stay valid). */
+  private readonly counter: BigUint64Array;
+  private readonly target: BigUint64Array;
 
   constructor(opts: CpuOptions) {
     const { ramBytes, bus } = opts;
@@ -128,8 +131,8 @@ export class Cpu {
     this.ramBytes = ramBytes;
     this.ram = new Uint8Array(this.memory.buffer, ramBase, ramBytes);
     this.state = new CpuStateView(this.memory, this.exports);
-    this.counterAddr = g('CPU_STATE') + g('INSTR_COUNT');
-    this.targetAddr = g('CPU_STATE') + g('RUN_TARGET');
+    this.counter = new BigUint64Array(this.memory.buffer, g('CPU_STATE') + g('INSTR_COUNT'), 1);
+    this.target = new BigUint64Array(this.memory.buffer, g('CPU_STATE') + g('RUN_TARGET'), 1);
     this.exports.reset(ramBytes);
   }
 
@@ -143,7 +146,7 @@ export class Cpu {
   }
 
   get instructionCount(): bigint {
-    return new BigUint64Array(this.memory.buffer, this.counterAddr, 1)[0];
+    return this.counter[0];
   }
 
   /**
@@ -154,7 +157,7 @@ export class Cpu {
    */
   run(maxInstructions: number | bigint): StopReason {
     const target = this.instructionCount + BigInt(maxInstructions);
-    new BigUint64Array(this.memory.buffer, this.targetAddr, 1)[0] = target;
+    this.target[0] = target;
     for (;;) {
       try {
         if (this.faultPending) {

@@ -1,0 +1,454 @@
+// The decoded-code cache (assembly/codecache.ts) must be invisible: a decoded block does
+// what step() does on the same bytes, and a write to a page holding decoded code - by the
+// CPU, through any linear alias, or by DMA, into the very block that is running - is seen
+// by the next instruction. Random instruction streams are run with the cache on and off and
+// must end in the same state; small guests patch their own code in each of those ways.
+import { describe, it, expect } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cpu, StopReason, type CpuBus } from '../src/cpu.ts';
+import { loadFlat } from '../src/loaders/multiboot.ts';
+
+const LOAD = 0x100000;
+const DATA = 0x180000;
+const STACK_TOP = 0x1a0000;
+const MMIO = 0xfee00000;
+const RAM_BYTES = 4 * 1024 * 1024;
+
+type Hooks = Partial<Pick<CpuBus, 'ioWrite' | 'mmioWrite'>>;
+
+function makeCpu(hooks: Hooks = {}): Cpu {
+  const bus: CpuBus = {
+    ioRead: () => 0xff,
+    ioWrite: (port, size, value) => hooks.ioWrite?.(port, size, value),
+    mmioRead: () => 0,
+    mmioWrite: (addr, size, value) => hooks.mmioWrite?.(addr, size, value),
+    interruptAcknowledge: () => -1,
+  };
+  return new Cpu({ ramBytes: RAM_BYTES, bus });
+}
+
+const GPRS = ['eax', 'ecx', 'edx', 'ebx', 'esp', 'ebp', 'esi', 'edi'] as const;
+
+/** Everything a program can change: registers, flags, the counter, data and stack. */
+function snapshot(cpu: Cpu): Record<string, unknown> {
+  const st = cpu.state;
+  const regs = Object.fromEntries(GPRS.map((r) => [r, st.get(r)]));
+  return {
+    ...regs,
+    eip: st.get('eip'),
+    eflags: st.get('eflags'),
+    instructions: Number(cpu.instructionCount),
+    data: Buffer.from(cpu.readPhysical(DATA, 256)).toString('hex'),
+    stack: Buffer.from(cpu.readPhysical(STACK_TOP - 512, 512)).toString('hex'),
+  };
+}
+
+function runProgram(cpu: Cpu, code: Uint8Array, cache: boolean): Record<string, unknown> {
+  cpu.reset();
+  cpu.exports.code_cache_enable(cache ? 1 : 0);
+  loadFlat(cpu, code, LOAD);
+  cpu.writePhysical(DATA, new Uint8Array(256).map((_, i) => (i * 37 + 11) & 0xff));
+  const stop = cpu.run(1_000_000);
+  expect(stop).toBe(StopReason.Halt);
+  return snapshot(cpu);
+}
+
+// ---------------------------------------------------------------------------------------
+// Random instruction streams. ESI points at the data area and is never written, ESP and
+// EBP are left alone but for balanced PUSH/POP, so every memory operand stays in RAM.
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const DEST32 = [0, 1, 2, 3, 7];
+
+class Gen {
+  private readonly out: number[] = [];
+  private depth = 0;
+  /** Set by an idiom that holds its own absolute address. */
+  private positional = false;
+  constructor(private readonly r: () => number) {}
+  int(n: number): number { return Math.floor(this.r() * n); }
+  pick<T>(a: readonly T[]): T { return a[this.int(a.length)]; }
+  imm32(): number[] { const v = this.pick([0, 1, 0x7f, 0x80, 0xff, 0x7fffffff, 0x80000000, 0xffffffff, this.int(2 ** 32)]) >>> 0; return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24]; }
+  imm16(): number[] { return this.imm32().slice(0, 2); }
+  imm8(): number { return this.pick([0, 1, 0x7f, 0x80, 0xff, this.int(256)]); }
+  get bytes(): number[] { return this.out; }
+  get length(): number { return this.out.length; }
+
+  /** ModRM (+SIB, disp) for an r/m operand; `regField` the ModRM.reg value. */
+  rm(regField: number, writeReg: boolean, byteOp: boolean): number[] {
+    if (this.r() < 0.5) {
+      const rm = byteOp ? this.int(8) : writeReg ? this.pick(DEST32) : this.int(8);
+      return [0xc0 | (regField << 3) | rm];
+    }
+    const disp = this.int(30) * 4 + this.int(4);
+    switch (this.int(3)) {
+      case 0: return [0x40 | (regField << 3) | 6, disp]; // [esi + disp8]
+      case 1: return [0x80 | (regField << 3) | 6, disp, 0, 0, 0]; // [esi + disp32]
+      default: return [0x44 | (regField << 3), (this.int(4) << 6) | (4 << 3) | 6, disp]; // SIB, no index
+    }
+  }
+
+  /** One random instruction (or a short idiom); returns its bytes. */
+  insn(): number[] {
+    const o16 = this.r() < 0.15;
+    const p = o16 ? [0x66] : [];
+    // No CS: the flat code segment is not writable.
+    const seg = this.r() < 0.05 ? [this.pick([0x26, 0x36, 0x3e, 0x64, 0x65])] : [];
+    const imm = (): number[] => (o16 ? this.imm16() : this.imm32());
+    const k = this.int(8);
+    switch (this.int(28)) {
+      case 0: return [...seg, ...p, 0x01 + 8 * k, ...this.rm(this.int(8), true, false)];
+      case 1: return [...seg, ...p, 0x03 + 8 * k, ...this.rm(this.pick(DEST32), false, false)];
+      case 2: return [...seg, 0x00 + 8 * k, ...this.rm(this.int(8), true, true)];
+      case 3: return [...seg, 0x02 + 8 * k, ...this.rm(this.int(8), false, true)];
+      case 4: return this.pick([[0x04 + 8 * k, this.imm8()], [...p, 0x05 + 8 * k, ...imm()]]);
+      case 5: return [...seg, ...p, 0x81, ...this.rm(k, true, false), ...imm()];
+      case 6: return [...seg, ...p, 0x83, ...this.rm(k, true, false), this.imm8()];
+      case 7: return [...seg, 0x80, ...this.rm(k, true, true), this.imm8()];
+      case 8: return this.pick([[...p, 0x85, ...this.rm(this.int(8), false, false)], [0x84, ...this.rm(this.int(8), false, true)],
+        [0xa8, this.imm8()], [...p, 0xa9, ...imm()], [...p, 0xf7, ...this.rm(0, false, false), ...imm()], [0xf6, ...this.rm(0, false, true), this.imm8()]]);
+      case 9: return this.pick([[...seg, ...p, 0x89, ...this.rm(this.int(8), true, false)], [...seg, ...p, 0x8b, ...this.rm(this.pick(DEST32), false, false)],
+        [...seg, 0x88, ...this.rm(this.int(8), true, true)], [...seg, 0x8a, ...this.rm(this.int(8), false, true)]]);
+      case 10: return this.pick([[...p, 0xc7, ...this.rm(0, true, false), ...imm()], [0xc6, ...this.rm(0, true, true), this.imm8()],
+        [...p, 0xb8 + this.pick(DEST32), ...imm()], [0xb0 + this.int(8), this.imm8()]]);
+      case 11: {
+        const a = DATA + this.int(60) * 4;
+        const moffs = [a & 0xff, (a >>> 8) & 0xff, (a >>> 16) & 0xff, a >>> 24];
+        return [...seg, ...p, this.pick([0xa0, 0xa1, 0xa2, 0xa3]), ...moffs];
+      }
+      case 12: { // LEA in any shape, with any registers: no memory is touched
+        const mod = this.int(3);
+        const rm = this.int(8);
+        const b = [0x8d, (mod << 6) | (this.pick(DEST32) << 3) | rm];
+        if (rm === 4) b.push(this.int(256));
+        if (mod === 1) b.push(this.int(256));
+        if (mod === 2 || (mod === 0 && (rm === 5 || (rm === 4 && (b[2] & 7) === 5)))) b.push(...this.imm32());
+        return b;
+      }
+      case 13: return this.pick([[...p, 0x40 + this.pick(DEST32)], [...p, 0x48 + this.pick(DEST32)],
+        [0xfe, ...this.rm(this.int(2), true, true)], [...seg, ...p, 0xff, ...this.rm(this.int(2), true, false)]]);
+      case 14: return [0xf7, ...this.rm(2 + this.int(4), true, false)]; // NOT NEG MUL IMUL
+      case 15: { // shifts and rotates, by imm8, 1 and CL
+        const form = this.int(3);
+        const byte = this.r() < 0.3;
+        const op = (form === 0 ? 0xc0 : form === 1 ? 0xd0 : 0xd2) + (byte ? 0 : 1);
+        return [...(byte ? [] : p), op, ...this.rm(k, true, byte), ...(form === 0 ? [this.int(40)] : [])];
+      }
+      case 16: return this.pick([[0x0f, 0xaf, ...this.rm(this.pick(DEST32), false, false)],
+        [0x69, ...this.rm(this.pick(DEST32), false, false), ...this.imm32()], [0x6b, ...this.rm(this.pick(DEST32), false, false), this.imm8()]]);
+      case 17: return [0x0f, this.pick([0xb6, 0xb7, 0xbe, 0xbf]), ...this.rm(this.pick(DEST32), false, false)];
+      case 18: return this.pick([[0x0f, 0x90 + this.int(16), ...this.rm(0, true, true)], [0x0f, 0x40 + this.int(16), ...this.rm(this.pick(DEST32), false, false)]]);
+      case 19: return this.pick([[0x87, 0xc0 | (this.pick(DEST32) << 3) | this.pick(DEST32)], [0x87, ...this.rm(this.pick(DEST32), true, false)],
+        [0x90 + this.pick(DEST32)], [0x98], [0x99], [0x90]]);
+      case 20: // PUSH, balanced by POPs
+        if (this.depth > 0 && this.r() < 0.5) { this.depth--; return [0x58 + this.pick(DEST32)]; }
+        if (this.depth > 40) return [0x90];
+        this.depth++;
+        return this.pick([[0x50 + this.int(8)], [0x68, ...this.imm32()], [0x6a, this.imm8()], [0xff, ...this.rm(6, false, false)]]);
+      case 21: case 22: case 23: { // a flag setter, then a Jcc over the next instruction
+        const setter = this.pick([[0x39, 0xc0 | (this.int(8) << 3) | this.int(8)], [0x83, 0xf8 | this.int(8), this.imm8()],
+          [0x85, 0xc0 | (this.int(8) << 3) | this.int(8)], [0x48 + this.pick(DEST32)], [0x19, 0xc0 | (this.int(8) << 3) | this.pick(DEST32)],
+          [0x81, 0xf8 | this.int(8), ...this.imm32()], [0xa9, ...this.imm32()], [0x29, 0xc0 | (this.int(8) << 3) | this.pick(DEST32)]]);
+        const skipped = this.insnNoPush();
+        const jcc = this.r() < 0.7 ? [0x70 + this.int(16), skipped.length] : [0x0f, 0x80 + this.int(16), skipped.length, 0, 0, 0];
+        return [...setter, ...jcc, ...skipped];
+      }
+      case 26: { // a string instruction (not REP) on the data area, either direction
+        const op = this.pick([0xa4, 0xa5, 0xa6, 0xa7, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf]);
+        const size = this.r() < 0.2 ? [0x66] : [];
+        const down = this.r() < 0.3;
+        return [0x56, 0x57, 0x8d, 0x7e, 64 + this.int(32), 0x8d, 0x76, this.int(32), // push esi/edi; lea edi/esi
+          ...(down ? [0xfd] : []), ...seg, ...size, op, ...(down ? [0xfc] : []), 0x5f, 0x5e];
+      }
+      case 27: // IN and OUT (the test bus reads 0xFF and drops writes)
+        return this.pick([[0xe4, 0x80], [0xe5, 0x80], [0x66, 0xe5, 0x80], [0xe6, 0x80], [0xe7, 0x80], [0xec], [0xed], [0x66, 0xed], [0xee], [0xef],
+          [0xf3, 0x90]]);
+      case 24: { // CALL to the next instruction and POP the return address; PUSH + RET
+        const reg = this.pick(DEST32);
+        this.positional = true;
+        if (this.r() < 0.5) return [0xe8, 0, 0, 0, 0, 0x58 + reg];
+        const next = LOAD + this.length + 6;
+        return [0x68, next & 0xff, (next >>> 8) & 0xff, (next >>> 16) & 0xff, next >>> 24, 0xc3];
+      }
+      default: { // JMP or CALL through a register, to the next instruction
+        const reg = this.pick(DEST32);
+        this.positional = true;
+        const next = LOAD + this.length + 7;
+        const mov = [0xb8 + reg, next & 0xff, (next >>> 8) & 0xff, (next >>> 16) & 0xff, next >>> 24];
+        return this.r() < 0.5 ? [...mov, 0xff, 0xe0 | reg] : [...mov.slice(0, 5), 0xff, 0xd0 | reg].concat([0x58 + reg]);
+      }
+    }
+  }
+
+  /** An instruction that leaves the stack depth as it is (for the skipped side of a Jcc). */
+  insnNoPush(): number[] {
+    for (;;) {
+      // Not an idiom with an absolute address (it would be wrong after the Jcc), no PUSH/POP.
+      const d = this.depth;
+      this.positional = false;
+      const b = this.insn();
+      if (this.depth === d && !this.positional && b[0] !== 0xff) return b;
+      this.depth = d;
+    }
+  }
+
+  emit(b: number[]): void { this.out.push(...b); }
+}
+
+function randomProgram(seed: number, count: number): Uint8Array {
+  const g = new Gen(rng(seed));
+  g.emit([0xbe, DATA & 0xff, (DATA >>> 8) & 0xff, (DATA >>> 16) & 0xff, DATA >>> 24]); // mov esi, DATA
+  g.emit([0xbc, STACK_TOP & 0xff, (STACK_TOP >>> 8) & 0xff, (STACK_TOP >>> 16) & 0xff, STACK_TOP >>> 24]); // mov esp
+  for (const r of DEST32) g.emit([0xb8 + r, ...g.imm32()]);
+  for (let i = 0; i < count; i++) g.emit(g.insn());
+  g.emit([0xf4]); // hlt
+  return new Uint8Array(g.bytes);
+}
+
+describe('decoded blocks', () => {
+  it('end random instruction streams in the state the interpreter reaches', () => {
+    const cached = makeCpu();
+    const plain = makeCpu();
+    for (let seed = 1; seed <= 300; seed++) {
+      const code = randomProgram(seed, 120);
+      const a = runProgram(cached, code, true);
+      const b = runProgram(plain, code, false);
+      if (JSON.stringify(a) !== JSON.stringify(b)) {
+        expect({ seed, ...a }).toEqual({ seed, ...b });
+      }
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Code that is written while it is decoded.
+
+let hasNasm = true;
+try {
+  execFileSync('nasm', ['-v'], { stdio: 'ignore' });
+} catch {
+  hasNasm = false;
+}
+
+function assemble(source: string): Uint8Array {
+  const dir = mkdtempSync(join(tmpdir(), 'ftx86-cc-'));
+  try {
+    writeFileSync(join(dir, 'guest.asm'), `bits 32\norg 0x${LOAD.toString(16)}\n${source}`);
+    execFileSync('nasm', ['-f', 'bin', '-o', join(dir, 'guest.bin'), join(dir, 'guest.asm')], { stdio: 'pipe' });
+    return new Uint8Array(readFileSync(join(dir, 'guest.bin')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs `source` with the cache on and off; both must halt with EBX = `ebx`. */
+function expectBoth(source: string, ebx: number, hooks: (cpu: Cpu) => Hooks = () => ({})): void {
+  const code = assemble(source);
+  for (const cache of [true, false]) {
+    let cpu: Cpu | undefined;
+    const h: Hooks = {};
+    cpu = makeCpu({ ioWrite: (p, s, v) => h.ioWrite?.(p, s, v), mmioWrite: (a, s, v) => h.mmioWrite?.(a, s, v) });
+    Object.assign(h, hooks(cpu));
+    cpu.exports.code_cache_enable(cache ? 1 : 0);
+    loadFlat(cpu, code, LOAD);
+    expect(cpu.run(1_000_000), `cache ${cache ? 'on' : 'off'}`).toBe(StopReason.Halt);
+    expect(cpu.state.get('ebx') >>> 0, `cache ${cache ? 'on' : 'off'}`).toBe(ebx);
+  }
+}
+
+/** The offset of `label:` in an assembled guest, found by assembling a marker after it. */
+function labelAddress(source: string, label: string): number {
+  const code = assemble(source.replace(`${label}:`, `${label}:\n db 0xcc, 0xfd, 0xcc, 0xfd`));
+  for (let i = 0; i + 3 < code.length; i++) {
+    if (code[i] === 0xcc && code[i + 1] === 0xfd && code[i + 2] === 0xcc && code[i + 3] === 0xfd) return LOAD + i;
+  }
+  throw new Error(`label ${label} not found`);
+}
+
+describe.skipIf(!hasNasm)('a write to decoded code', () => {
+  it('is seen by the next instruction of the running block (CPU store)', () => {
+    // Each pass stores CL into the immediate of the MOV right after the store, in the same
+    // block: the MOV must load the new value, not the one decoded before.
+    expectBoth(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov ecx, 5
+    again:
+      mov byte [patch + 1], cl
+    patch:
+      mov al, 0x11
+      add bl, al
+      dec ecx
+      jnz again
+      hlt`, 5 + 4 + 3 + 2 + 1);
+  });
+
+  it('is seen through another linear alias of the page', () => {
+    // Linear 0x400000 maps the code's physical page too; the patch goes through it.
+    expectBoth(String.raw`
+      mov esp, 0x1a0000
+      mov edi, 0x190000            ; page directory
+      mov ecx, 1024
+      xor eax, eax
+      rep stosd
+      mov edi, 0x191000            ; page table for 0-4 MiB: identity
+      mov eax, 3
+      mov ecx, 1024
+    .map:
+      stosd
+      add eax, 0x1000
+      loop .map
+      mov dword [0x190000], 0x191003
+      mov dword [0x192000 + ((code_page >> 12) & 0x3ff) * 4], code_page + 3 ; 0x400000 + ... -> code page
+      mov dword [0x190004], 0x192003
+      mov eax, 0x190000
+      mov cr3, eax
+      mov eax, cr0
+      or eax, 0x80000000
+      mov cr0, eax
+      jmp $ + 2
+      xor ebx, ebx
+      mov ecx, 5
+    again:
+      mov byte [0x400000 + (patch + 1 - code_page) + ((code_page >> 12) & 0x3ff) * 0x1000], cl
+    patch:
+      mov al, 0x11
+      add bl, al
+      dec ecx
+      jnz again
+      hlt
+    code_page equ 0x100000`, 5 + 4 + 3 + 2 + 1);
+  });
+
+  it('by DMA from an MMIO write in the running block is seen by the next instruction', () => {
+    // The device rewrites the immediate of the MOV that follows the store to it.
+    const source = String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov ecx, 5
+    again:
+      mov [0xfee00000], ecx
+    patch:
+      mov al, 0x11
+      add bl, al
+      dec ecx
+      jnz again
+      hlt`;
+    const patch = labelAddress(source, 'patch');
+    expectBoth(source, 5 + 4 + 3 + 2 + 1, (cpu) => ({
+      mmioWrite: (addr, _size, value) => {
+        if (addr === MMIO) cpu.writePhysical(patch + 1, new Uint8Array([value & 0xff]));
+      },
+    }));
+  });
+
+  it('by DMA from an OUT is seen by the instruction after it', () => {
+    const source = String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov ecx, 5
+    again:
+      mov eax, ecx
+      out 0x80, al
+    patch:
+      mov al, 0x11
+      add bl, al
+      dec ecx
+      jnz again
+      hlt`;
+    const patch = labelAddress(source, 'patch');
+    expectBoth(source, 5 + 4 + 3 + 2 + 1, (cpu) => ({
+      ioWrite: (port, _size, value) => {
+        if (port === 0x80) cpu.writePhysical(patch + 1, new Uint8Array([value & 0xff]));
+      },
+    }));
+  });
+});
+
+describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
+  it('repeat the first bytes when the destination is just above the source', () => {
+    // EBX = the sum of the 64 bytes after the copy: 64 times the first byte.
+    expectBoth(String.raw`
+      mov esp, 0x1a0000
+      mov edi, 0x180000
+      mov ecx, 65
+      mov al, 3
+      rep stosb
+      mov byte [0x180000], 7
+      mov esi, 0x180000
+      mov edi, 0x180001
+      mov ecx, 63
+      rep movsb
+      xor ebx, ebx
+      mov esi, 0x180000
+      mov ecx, 64
+    sum:
+      movzx eax, byte [esi]
+      add ebx, eax
+      inc esi
+      dec ecx
+      jnz sum
+      hlt`, 64 * 7);
+  });
+
+  it('fill and copy across page boundaries with unaligned ends', () => {
+    // 3000 dwords from 0x180ffe: EBX = the count of dwords equal to the pattern afterwards.
+    expectBoth(String.raw`
+      mov esp, 0x1a0000
+      mov edi, 0x180ffe
+      mov ecx, 3000
+      mov eax, 0x5a5aa5a5
+      rep stosd
+      mov esi, 0x180ffe
+      mov edi, 0x184ffd
+      mov ecx, 3000
+      rep movsd
+      xor ebx, ebx
+      mov esi, 0x184ffd
+      mov ecx, 3000
+    count:
+      cmp dword [esi], 0x5a5aa5a5
+      jne .skip
+      inc ebx
+    .skip:
+      add esi, 4
+      dec ecx
+      jnz count
+      hlt`, 3000);
+  });
+
+  it('into a page of decoded code is seen by the code', () => {
+    // The copy overwrites the immediate of a MOV that already ran (and was decoded).
+    expectBoth(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov ecx, 2
+    again:
+    patch:
+      mov eax, 0x11111111
+      add ebx, eax
+      mov esi, newimm
+      mov edi, patch + 1
+      push ecx
+      mov ecx, 4
+      rep movsb
+      pop ecx
+      dec ecx
+      jnz again
+      hlt
+    newimm: dd 0x22222222`, 0x33333333);
+  });
+});
