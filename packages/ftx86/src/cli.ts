@@ -54,8 +54,11 @@ Multiboot image for small test guests (the built-in default guest when --kernel 
   --clock MODE         realtime (default) | virtual (time from the instruction counter)
   --rtc-base TIME      RTC start, ISO 8601 or seconds since 1970 (default: now)
   --max-instructions N stop when the guest has retired N instructions
-  --save-state FILE    save the whole VM state to FILE at --save-at
+  --save-state FILE    save the whole VM state to FILE at --save-at, or on --save-on
   --save-at N          the guest instruction count to save at (exactly)
+  --save-on SIGNAL     SIGUSR1 | SIGUSR2: a control request; each time the process gets
+                       SIGNAL, the state is saved at the next instruction boundary (the
+                       file is replaced; stderr says at which instruction)
   --after-save MODE    stop (default: exit 0 once saved) | continue (the guest runs on)
   --restore FILE       continue a saved guest: RAM size, clock, RTC base, no-reboot and the
                        devices come from the state (conflicting options are refused);
@@ -65,25 +68,29 @@ Multiboot image for small test guests (the built-in default guest when --kernel 
                        saver's kernel is loaded again if it is unchanged
   --print-digest-at N  print the state digest (SHA-256) at guest instruction N to stderr as
                        "ftx86: digest at instruction N: HEX" (repeat, or N,N,...)
-  --record-input FILE  virtual clock: log each COM1 input with the guest instruction count
-                       and guest time it reached the guest at
+  --print-digest-every K  the same at every multiple of K instructions
+  --record-input FILE  virtual clock: log each COM1 input and each frame the NIC received
+                       with the guest instruction count and guest time it reached the
+                       guest at
   --replay-input FILE  virtual clock: deliver a --record-input log at exactly those points
-                       (input from the serial backend is ignored)
+                       (input from the serial and net backends is ignored)
   --trace-io PORTS     log port writes, e.g. 0x3f8-0x3ff,0x70 (to stderr)
   --stats              at exit, print guest instructions, time and rate to stderr
   -h, --help           this text
 
 On a terminal, the console is in raw mode: press Ctrl-A then x to quit.
 
-Instruction counts (--max-instructions, --save-at, --print-digest-at) are the guest's,
+Instruction counts (--max-instructions, --save-at, --print-digest-at/-every) are the guest's,
 counted from power-on, so they carry across a restore. With --save-state, --restore or
---print-digest-at, a --disk image is only read: the guest's writes are kept in memory and
+a digest option, a --disk image is only read: the guest's writes are kept in memory and
 in the saved state (a state names its image by size and SHA-256), so the image still
 matches every state saved from it. With --clock virtual and --rtc-base, the same guest and
 the same options give the same digests at the same instruction counts. Input typed on
-COM1 reaches the guest at host-timed points, so a run with input is reproduced by recording
-it (--record-input) and replaying the log (--replay-input); a restored run replays the
-events from the state's instruction count on.
+COM1 and frames from the network reach the guest at host-timed points, so a run with input
+is reproduced by recording it (--record-input) and replaying the log (--replay-input); a
+restored run replays the events from the state's instruction count on. A save on a
+control request holds back input that arrives before it is done, so a state saved at
+instruction N holds no input logged at N.
 
 Exit codes: (v<<1)|1 when the guest writes v to port 0xF4; 0 on ACPI power-off or a reset
 with --no-reboot; 2 bad options or images; 4 the CPU halted with interrupts off for good;
@@ -139,10 +146,14 @@ export interface RunOptions {
   stats: boolean;
   saveState?: string;
   saveAt?: number;
+  /** Save whenever the process receives this signal (a control request). */
+  saveOn?: 'SIGUSR1' | 'SIGUSR2';
   afterSave: 'stop' | 'continue';
   restore?: string;
   /** Guest instruction counts to print the state digest at, ascending. */
   printDigestAt: number[];
+  /** Also print the digest at every multiple of this many instructions. */
+  printDigestEvery?: number;
   recordInput?: string;
   replayInput?: string;
   /** The options given on the command line (a restore refuses those that conflict). */
@@ -180,9 +191,11 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         stats: { type: 'boolean' },
         'save-state': { type: 'string' },
         'save-at': { type: 'string' },
+        'save-on': { type: 'string' },
         'after-save': { type: 'string' },
         restore: { type: 'string' },
         'print-digest-at': { type: 'string', multiple: true },
+        'print-digest-every': { type: 'string' },
         'record-input': { type: 'string' },
         'replay-input': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -203,13 +216,17 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   }
   const maxInstructions = v['max-instructions'] !== undefined ? parseCount('--max-instructions', v['max-instructions']) : undefined;
   const saveAt = v['save-at'] !== undefined ? parseCount('--save-at', v['save-at']) : undefined;
-  if ((saveAt === undefined) !== (v['save-state'] === undefined)) {
-    throw new UsageError(saveAt === undefined ? '--save-state: say when with --save-at N' : '--save-at: say where with --save-state FILE');
+  const saveOn = v['save-on'];
+  if (saveOn !== undefined && saveOn !== 'SIGUSR1' && saveOn !== 'SIGUSR2') throw new UsageError(`--save-on: expected SIGUSR1 or SIGUSR2, got "${saveOn}"`);
+  if (v['save-state'] !== undefined && saveAt === undefined && saveOn === undefined) throw new UsageError('--save-state: say when with --save-at N or --save-on SIGNAL');
+  if (v['save-state'] === undefined && (saveAt !== undefined || saveOn !== undefined)) {
+    throw new UsageError(`${saveAt !== undefined ? '--save-at' : '--save-on'}: say where with --save-state FILE`);
   }
   const afterSave = v['after-save'] ?? 'stop';
   if (afterSave !== 'stop' && afterSave !== 'continue') throw new UsageError(`--after-save: expected stop or continue, got "${afterSave}"`);
-  if (v['after-save'] !== undefined && saveAt === undefined) throw new UsageError('--after-save: there is no --save-state');
+  if (v['after-save'] !== undefined && v['save-state'] === undefined) throw new UsageError('--after-save: there is no --save-state');
   const printDigestAt = [...new Set((v['print-digest-at'] ?? []).flatMap((t) => t.split(',')).map((t) => parseCount('--print-digest-at', t)))].sort((a, b) => a - b);
+  const printDigestEvery = v['print-digest-every'] !== undefined ? parseCount('--print-digest-every', v['print-digest-every']) : undefined;
   if (maxInstructions !== undefined) {
     if (saveAt !== undefined && saveAt > maxInstructions) throw new UsageError(`--save-at: ${saveAt} is past --max-instructions ${maxInstructions}`);
     const late = printDigestAt.find((n) => n > maxInstructions);
@@ -245,9 +262,11 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
     stats: v.stats ?? false,
     saveState: v['save-state'],
     saveAt,
+    saveOn,
     afterSave,
     restore: v.restore,
     printDigestAt,
+    printDigestEvery,
     recordInput: v['record-input'],
     replayInput: v['replay-input'],
     given: new Set(Object.keys(v).filter((k) => v[k as keyof typeof v] !== undefined)),
@@ -470,10 +489,14 @@ function writeStateFile(path: string, bytes: Uint8Array): void {
   }
 }
 
-/** One recorded COM1 input: the guest instruction count and guest time it arrived at. */
-interface InputEvent { count: bigint; ns: number; bytes: Uint8Array }
+/**
+ * One recorded input: bytes typed on COM1, or a frame the NIC received, with the guest
+ * instruction count and guest time it reached the guest at.
+ */
+interface InputEvent { count: bigint; ns: number; kind: 'serial' | 'net'; bytes: Uint8Array }
 
-const INPUT_LOG_HEADER = '# ftx86 serial input log: instruction-count guest-ns hex-bytes\n';
+// A serial line is "COUNT NS HEX" (the first format, still read), a received frame "COUNT NS net HEX".
+const INPUT_LOG_HEADER = '# ftx86 input log: instruction-count guest-ns [net] hex-bytes (COM1 input, or a frame received)\n';
 
 function readInputLog(path: string): InputEvent[] {
   let text: string;
@@ -485,10 +508,10 @@ function readInputLog(path: string): InputEvent[] {
   const events: InputEvent[] = [];
   text.split('\n').forEach((line, i) => {
     if (line === '' || line.startsWith('#')) return;
-    const m = /^(\d+) (\S+) ((?:[0-9a-f]{2})+)$/.exec(line);
+    const m = /^(\d+) (\S+) (?:(net) )?((?:[0-9a-f]{2})+)$/.exec(line);
     const ns = m ? Number(m[2]) : NaN;
-    if (!m || !Number.isFinite(ns) || ns < 0) throw new UsageError(`--replay-input: ${path} line ${i + 1}: expected "COUNT NS HEX"`);
-    const e = { count: BigInt(m[1]), ns, bytes: Uint8Array.from(Buffer.from(m[3], 'hex')) };
+    if (!m || !Number.isFinite(ns) || ns < 0) throw new UsageError(`--replay-input: ${path} line ${i + 1}: expected "COUNT NS HEX" or "COUNT NS net HEX"`);
+    const e: InputEvent = { count: BigInt(m[1]), ns, kind: m[3] ? 'net' : 'serial', bytes: Uint8Array.from(Buffer.from(m[4], 'hex')) };
     const last = events[events.length - 1];
     if (last && (e.count < last.count || (e.count === last.count && e.ns < last.ns))) {
       throw new UsageError(`--replay-input: ${path} line ${i + 1}: events must be in the order they happened`);
@@ -507,7 +530,7 @@ export async function run(opts: RunOptions): Promise<number> {
     : (() => { const fd = openSync(opts.debugcon.slice(5), 'w'); return (b: number) => { writeSync(fd, Uint8Array.of(b)); }; })();
   // A run that saves, restores or digests its state keeps the image read-only under an
   // overlay (disk-overlay.ts): a state must name exactly what its disk holds.
-  const overlay = saved !== undefined || opts.saveState !== undefined || opts.printDigestAt.length > 0;
+  const overlay = saved !== undefined || opts.saveState !== undefined || opts.printDigestAt.length > 0 || opts.printDigestEvery !== undefined;
   let image: RawFileBlockBackend | undefined;
   let disk: BlockBackend | undefined;
   if (opts.disk) {
@@ -531,9 +554,18 @@ export async function run(opts: RunOptions): Promise<number> {
   }
   let net: NetBackend | undefined;
   if (opts.net) net = await openNet(opts.net);
+  // Received frames are input: they pass through netInput (below) to be logged, or to be
+  // ignored while a log is replayed. Until the run starts, a frame finds no cable.
+  let netInput: (frame: Uint8Array) => void = () => {};
+  let nicReceive: ((frame: Uint8Array) => void) | undefined;
+  const tapped = (inner: NetBackend): NetBackend => ({
+    send: (frame) => inner.send(frame),
+    onFrame: (fn) => { nicReceive = fn; inner.onFrame((frame) => netInput(frame)); },
+    close: () => inner.close(),
+  });
   const netOption = saved
-    ? (saved.config.net ? { backend: net ?? unpluggedNet, mac: saved.config.net.mac } : undefined)
-    : (net ? { backend: net } : undefined);
+    ? (saved.config.net ? { backend: tapped(net ?? unpluggedNet), mac: saved.config.net.mac } : undefined)
+    : (net ? { backend: tapped(net) } : undefined);
   const machineOptions = saved
     ? pcOptionsFor(saved.config)
     : { memoryBytes: opts.memory, clock: opts.clock, rtcBaseMs: opts.rtcBaseMs, noReboot: opts.noReboot };
@@ -610,6 +642,7 @@ export async function run(opts: RunOptions): Promise<number> {
   // The run stops at every instruction count something must happen at: a digest, the
   // save, the end. Machine.run returns 'limit' exactly there, at an instruction boundary.
   const digestAt = new Set(opts.printDigestAt);
+  const every = opts.printDigestEvery !== undefined ? BigInt(opts.printDigestEvery) : undefined;
   const points = [...new Set([...opts.printDigestAt, opts.saveAt, opts.maxInstructions].filter((n): n is number => n !== undefined))]
     .sort((a, b) => a - b);
   const cacheFields = cpuCacheFields(m.cpu);
@@ -621,6 +654,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const replay = opts.replayInput ? readInputLog(opts.replayInput).filter((e) => e.count >= m.cpu.instructionCount) : undefined;
   for (const e of replay ?? []) points.push(Number(e.count));
   points.sort((a, b) => a - b);
+  if (replay?.some((e) => e.kind === 'net') && !nicReceive) throw new UsageError(`--replay-input: ${opts.replayInput} has received frames, and this machine has no NIC`);
   let recordFd: number | undefined;
   if (opts.recordInput) {
     try {
@@ -630,12 +664,30 @@ export async function run(opts: RunOptions): Promise<number> {
       throw new UsageError(`--record-input: cannot write ${opts.recordInput}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
   }
-  const onInput = (b: Uint8Array) => {
-    if (replay) return; // the log is the input
-    // Input is only taken while run() yields between slices: the count and time are exact.
-    if (recordFd !== undefined) writeSync(recordFd, `${m.cpu.instructionCount} ${m.clock.nowNs()} ${Buffer.from(b).toString('hex')}\n`);
-    pc.serialIn(0, b);
+  /**
+   * A control request (--save-on) stops the run at the next instruction boundary; input
+   * that arrives before it is served waits here, so a state saved at instruction N holds
+   * no input that the log stamps N (a replay from that state delivers it).
+   */
+  let controlPending = false;
+  let stoppedForControl = false;
+  let saveRequested = false;
+  const held: (() => void)[] = [];
+  const deliver = (kind: InputEvent['kind'], bytes: Uint8Array) => {
+    if (kind === 'serial') pc.serialIn(0, bytes);
+    else nicReceive?.(bytes);
   };
+  const onLiveInput = (kind: InputEvent['kind'], b: Uint8Array) => {
+    if (replay) return; // the log is the input
+    if (controlPending) { held.push(() => onLiveInput(kind, b)); return; }
+    // Input is only taken while run() yields between slices: the count and time are exact.
+    if (recordFd !== undefined) {
+      writeSync(recordFd, `${m.cpu.instructionCount} ${m.clock.nowNs()} ${kind === 'net' ? 'net ' : ''}${Buffer.from(b).toString('hex')}\n`);
+    }
+    deliver(kind, b);
+  };
+  const onInput = (b: Uint8Array) => onLiveInput('serial', b);
+  netInput = (frame) => onLiveInput('net', frame);
   /** Deliver the replayed events due at this instruction count, at their guest times. */
   const deliverDue = () => {
     while (replay && replay.length > 0 && replay[0].count === m.cpu.instructionCount) {
@@ -643,7 +695,7 @@ export async function run(opts: RunOptions): Promise<number> {
       if (!m.idleUntil(e.ns)) {
         throw new UsageError(`--replay-input: the guest diverged from the recording at instruction ${e.count} (guest time ${m.clock.nowNs()} ns, the input arrived at ${e.ns} ns)`);
       }
-      pc.serialIn(0, e.bytes);
+      deliver(e.kind, e.bytes);
     }
   };
   let interrupted = false;
@@ -651,6 +703,30 @@ export async function run(opts: RunOptions): Promise<number> {
   serial = openSerial(opts.serial, onInput, () => { interrupted = true; m.stop(); });
   const onSigint = () => { interrupted = true; m.stop(); };
   process.on('SIGINT', onSigint);
+  const onSaveSignal = () => {
+    saveRequested = true;
+    controlPending = true;
+    stoppedForControl = true;
+    m.stop();
+  };
+  if (opts.saveOn) process.on(opts.saveOn, onSaveSignal);
+  const save = () => {
+    const bytes = saveVm(pc, { boot: bootRecord as unknown as PlainValue });
+    writeStateFile(opts.saveState!, bytes);
+    process.stderr.write(`ftx86: saved the state at instruction ${m.cpu.instructionCount} to ${opts.saveState} (${bytes.length} bytes)\n`);
+    savedNow = true;
+  };
+  /** Serve a pending control request; false when the run is to end (--after-save stop). */
+  const serveControl = (): boolean => {
+    if (saveRequested) {
+      saveRequested = false;
+      save();
+      if (opts.afterSave === 'stop') return false;
+    }
+    controlPending = false;
+    for (const take of held.splice(0)) take();
+    return true;
+  };
   let outcome: RunOutcome;
   const started = process.hrtime.bigint();
   const startCount = m.cpu.instructionCount;
@@ -658,19 +734,30 @@ export async function run(opts: RunOptions): Promise<number> {
     deliverDue();
     for (;;) {
       const now = m.cpu.instructionCount;
-      const next = points.find((p) => BigInt(p) > now);
+      let next = points.find((p) => BigInt(p) > now);
+      if (every !== undefined) {
+        const multiple = Number((now / every + 1n) * every);
+        if (next === undefined || multiple < next) next = multiple;
+      }
       outcome = await m.run(next === undefined ? Number.MAX_SAFE_INTEGER : BigInt(next) - now);
+      if (outcome.kind === 'stopped' && stoppedForControl && !interrupted) {
+        // Our own stop (--save-on): serve it and go on.
+        stoppedForControl = false;
+        if (!serveControl()) break;
+        continue;
+      }
+      // A control request that came as the run ended at a point is served before the
+      // point's input is delivered (the run's pending stop then returns at once, and is
+      // taken as served above).
+      if (controlPending && outcome.kind === 'limit' && !serveControl()) break;
       if (outcome.kind !== 'limit' || next === undefined) break;
       const at = m.cpu.instructionCount;
-      if (digestAt.has(next)) {
+      if (digestAt.has(next) || (every !== undefined && at % every === 0n)) {
         const state = decodeVm(saveVm(pc)).state;
         process.stderr.write(`ftx86: digest at instruction ${at}: ${digestVmState(state, cacheFields)}\n`);
       }
       if (next === opts.saveAt) {
-        const bytes = saveVm(pc, { boot: bootRecord as unknown as PlainValue });
-        writeStateFile(opts.saveState!, bytes);
-        process.stderr.write(`ftx86: saved the state at instruction ${at} to ${opts.saveState} (${bytes.length} bytes)\n`);
-        savedNow = true;
+        save();
         if (opts.afterSave === 'stop') break;
       }
       deliverDue();
@@ -683,6 +770,7 @@ export async function run(opts: RunOptions): Promise<number> {
       process.stderr.write(`ftx86: ${n} instructions in ${s.toFixed(3)} s (${(Number(n) / s / 1e6).toFixed(1)} M/s)\n`);
     }
     process.off('SIGINT', onSigint);
+    if (opts.saveOn) process.off(opts.saveOn, onSaveSignal);
     if (recordFd !== undefined) closeSync(recordFd);
     serial.close();
     net?.close();

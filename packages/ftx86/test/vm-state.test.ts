@@ -202,6 +202,53 @@ describe('ftx86 run --save-state and --restore', () => {
     });
   });
 
+  it('--save-on SIGUSR1 saves at the next instruction boundary when the signal comes, and the guest runs on', async () => {
+    // The realtime clock: the ticks guest takes a second of wall time, long enough to be
+    // signalled in the middle. The signal is sent once it has printed its first line.
+    const state = join(dir, 'signalled.state');
+    const child = spawn(BIN, ['run', '--kernel', TICKS, '--disk', DISK, '--save-state', state, '--save-on', 'SIGUSR1',
+      '--after-save', 'continue'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let signalled = false;
+    child.stderr!.on('data', (d) => { stderr += d; });
+    child.stdout!.on('data', (d) => {
+      stdout += d;
+      if (!signalled && /tick 100\r\n/.test(stdout)) { signalled = true; child.kill('SIGUSR1'); }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, stderr).toBe(1);
+    const saved = /^ftx86: saved the state at instruction (\d+) to \S+signalled\.state \(\d+ bytes\)$/m.exec(stderr);
+    expect(saved, stderr).not.toBeNull();
+    expect(stdout).toMatch(/tick 1000\r\nchecksum [0-9a-f]{8}\r\n$/);
+    // The restored guest goes on from the tick it had reached, to the end.
+    const b = await ftx86(['run', '--restore', state, '--disk', DISK]);
+    expect(b.code, b.stderr).toBe(1);
+    const ticks = [...b.stdout.matchAll(/tick (\d+)/g)].map((m) => Number(m[1]));
+    expect(ticks[0]).toBeGreaterThan(100);
+    expect(ticks[ticks.length - 1]).toBe(1000);
+    expect(b.stdout).toMatch(/checksum [0-9a-f]{8}\r\n$/);
+    expect(sha256(DISK)).toBe(DISK_SHA);
+  });
+
+  it('refuses a control request it cannot serve and a log of frames for a machine without a NIC', async () => {
+    const netLog = join(dir, 'frames.log');
+    writeFileSync(netLog, `5 5 net ${'ff'.repeat(6)}${'52'.repeat(6)}0806${'00'.repeat(46)}\n`);
+    const cases: [string[], RegExp][] = [
+      [['--save-state', join(dir, 'x.state'), '--save-on', 'SIGHUP'], /^ftx86: --save-on: expected SIGUSR1 or SIGUSR2, got "SIGHUP"$/],
+      [['--save-on', 'SIGUSR1'], /^ftx86: --save-on: say where with --save-state FILE$/],
+      [['--save-state', join(dir, 'x.state')], /^ftx86: --save-state: say when with --save-at N or --save-on SIGNAL$/],
+      [['--print-digest-every', '0'], /^ftx86: --print-digest-every: expected a positive integer, got "0"$/],
+      [[...VIRTUAL, '--replay-input', netLog], /^ftx86: --replay-input: \S+frames\.log has received frames, and this machine has no NIC$/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => ftx86(['run', ...args])));
+    results.forEach((r, i) => {
+      expect(r.code, cases[i][0].join(' ')).toBe(2);
+      expect(r.stderr.trim()).toMatch(cases[i][1]);
+      expect(r.stdout).toBe('');
+    });
+  });
+
   it('refuses options that conflict with the state, saying which', async () => {
     const cases: [string[], RegExp][] = [
       [['--memory', '64M', '--disk', DISK], /^ftx86: --memory: the state in \S+ was saved with 128M, not 64M/],
