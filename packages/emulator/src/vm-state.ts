@@ -45,6 +45,7 @@ import { applyState, type DeviceEntry, type DiskTarget } from './snapshot/apply.
 import { captureState, cpuCacheFields, machineTarget } from './snapshot/machine-state.ts';
 import { stateDigest } from './snapshot/state-digest.ts';
 import { SnapshotError } from './snapshot/errors.ts';
+import { stateMigrations } from './snapshot/migrations.ts';
 import type { PlainValue } from './snapshot/value.ts';
 
 export const PC_STATE_KIND = 'ftx86-pc';
@@ -144,12 +145,14 @@ const U64_MAX = (1n << 64n) - 1n;
 const I64_MIN = -(1n << 63n);
 const I64_MAX = (1n << 63n) - 1n;
 
+const CLOCK_STATE_VERSION = 1;
+
 /** The machine's time (Machine.saveTime) as a device section named "clock". */
 function clockSection(pc: Pc): Persistent<PlainValue> {
   const m = pc.machine;
   return {
     stateName: 'clock',
-    stateVersion: 1,
+    stateVersion: CLOCK_STATE_VERSION,
     saveState: () => ({ ...m.saveTime() }) as unknown as PlainValue,
     loadState(v) {
       if (!isRecord(v)) fail('clock', 'must be an object');
@@ -379,7 +382,15 @@ export function restoreVm(pc: Pc, input: Uint8Array | DecodedPcState): void {
       throw new SnapshotError('section-layout', `the CPU state is at instruction ${inCpu}, the meta says ${instructions}`);
     }
   }
-  const clock = state.devices.find((d) => d.name === 'clock')?.state;
+  // The clock section as this build reads it, migrated if it is older (a section that
+  // cannot be migrated is refused by applyState below, saying why).
+  const clockSaved = state.devices.find((d) => d.name === 'clock');
+  let clock: PlainValue | undefined;
+  try {
+    clock = clockSaved && stateMigrations.upgrade('clock', clockSaved.state, clockSaved.version, CLOCK_STATE_VERSION);
+  } catch {
+    clock = undefined;
+  }
   if (isRecord(clock) && clock.instructions !== instructions) {
     throw new SnapshotError('section-layout', `the clock section is at instruction ${String(clock.instructions)}, the meta says ${instructions}`);
   }

@@ -10,7 +10,7 @@ import { loadMultiboot } from '../src/loaders/multiboot.ts';
 import { MemoryBlockBackend } from '../src/block-backend.ts';
 import { CowBlockBackend } from '../src/disk-overlay.ts';
 import type { NetBackend } from '../src/net/backend.ts';
-import { decodeSnapshot, encodeSnapshot, sealSnapshot, SnapshotError, encodeValue, type SnapshotErrorCode } from '../src/snapshot/index.ts';
+import { decodeSnapshot, encodeSnapshot, sealSnapshot, SnapshotError, encodeValue, registerMigration, type PlainValue, type SnapshotErrorCode } from '../src/snapshot/index.ts';
 import { decodeVm, digestVm, pcDeviceEntries, pcOptionsFor, restoreVm, saveVm, type PcStateConfig } from '../src/vm-state.ts';
 import { deviceEntryName } from '../src/snapshot/apply.ts';
 
@@ -260,6 +260,49 @@ describe('PC state refusals', () => {
       expect(digestVm(b.pc)).toBe(before);
     });
   }
+
+  it('every device section: a newer version is refused, an older one loads only through a registered migration', () => {
+    const b = boardFor(config, a.image);
+    loadMultiboot(b.pc.machine.cpu, HELLO);
+    b.pc.machine.runSync(1000);
+    const before = digestVm(b.pc);
+    const chipOf = new Map(pcDeviceEntries(b.pc).map((d) => [deviceEntryName(d), ('device' in d ? d.device : d).stateName]));
+    const saved = decodeSnapshot(good).devices.map((d) => ({ name: d.name, version: d.version }));
+    expect(saved.map((d) => d.name).sort()).toEqual([...chipOf.keys()].sort());
+    const refusal = (bytes: Uint8Array): SnapshotError => {
+      try { restoreVm(b.pc, bytes); } catch (e) { return e as SnapshotError; }
+      throw new Error('restored');
+    };
+    /** The state with every device section (or one) as its previous version wrote it: wrapped in { formerly }. */
+    const older = (only?: string) => edited((s) => {
+      for (const d of s.devices) {
+        if (only !== undefined && d.name !== only) continue;
+        d.version -= 1;
+        d.state = { formerly: d.state };
+      }
+    });
+    for (const { name, version } of saved) {
+      expect(version, name).toBeGreaterThanOrEqual(1);
+      const newer = refusal(edited((s) => { s.devices.find((d) => d.name === name)!.version = version + 1; }));
+      expect(newer.code, name).toBe('section-version');
+      expect(newer.message).toBe(`device "${name}" state version ${version + 1} is newer than this build's version ${version}: restore it with a build that knows version ${version + 1} (no downgrades)`);
+      const old = refusal(older(name));
+      expect(old.code, name).toBe('section-version');
+      expect(old.message).toBe(`device "${name}" state version ${version - 1} cannot be loaded by this build (version ${version}): no migration from version ${version - 1} to ${version} is registered`);
+    }
+    expect(digestVm(b.pc)).toBe(before);
+    // The upgrade each chip would register on its next state change (migrations.ts): here,
+    // unwrapping. Loaded through it, every section saves again as the current version did.
+    for (const chip of new Set(chipOf.values())) {
+      const version = saved.find((d) => chipOf.get(d.name) === chip)!.version;
+      registerMigration(chip, version - 1, (state) => (state as { formerly: PlainValue }).formerly);
+    }
+    restoreVm(b.pc, older());
+    expect(sections(saveVm(b.pc))).toEqual(sections(good));
+    const c = boardFor(config, a.image);
+    restoreVm(c.pc, good);
+    expect(digestVm(b.pc)).toBe(digestVm(c.pc));
+  });
 
   it('refuses a disk image that is not the one the state was saved against, naming both hashes', () => {
     const other = baseImage();
