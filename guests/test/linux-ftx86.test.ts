@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SerialSession } from './serial-session.ts';
-import { readVersions, diskPattern } from './linux-guest.ts';
+import { readVersions, diskPattern, arpResponder, freeUdpPort } from './linux-guest.ts';
 
 const guestDir = fileURLToPath(new URL('../linux/', import.meta.url));
 const outDir = join(guestDir, 'out');
@@ -22,38 +22,6 @@ const diskSize = 4 << 20;
 const PEER_MAC = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
 const GUEST_IP = [10, 0, 2, 15];
 const PEER_IP = [10, 0, 2, 2];
-
-/**
- * The far end of the guest's UDP network backend: answers ARP requests for PEER_IP, so a
- * guest `arping` sends a frame out and gets one back (NIC interrupts both ways).
- */
-function arpResponder(port: number, guestPort: number): Socket {
-  const sock = createSocket('udp4');
-  sock.on('message', (frame) => {
-    const isArpRequest = frame.length >= 42 && frame.readUInt16BE(12) === 0x0806 && frame.readUInt16BE(20) === 1;
-    if (!isArpRequest || !frame.subarray(38, 42).equals(Buffer.from(PEER_IP))) return;
-    const reply = Buffer.alloc(60);
-    frame.copy(reply, 0, 6, 12); // destination: the requester
-    Buffer.from(PEER_MAC).copy(reply, 6);
-    reply.writeUInt16BE(0x0806, 12);
-    reply.writeUInt16BE(1, 14); reply.writeUInt16BE(0x0800, 16); reply[18] = 6; reply[19] = 4;
-    reply.writeUInt16BE(2, 20); // ARP reply
-    Buffer.from(PEER_MAC).copy(reply, 22);
-    Buffer.from(PEER_IP).copy(reply, 28);
-    frame.copy(reply, 32, 22, 32); // target: sender hardware and protocol address
-    sock.send(reply, guestPort, '127.0.0.1');
-  });
-  sock.bind(port, '127.0.0.1');
-  return sock;
-}
-
-async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-  const p = s.address().port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return p;
-}
 
 /** /proc/interrupts as { label: total count }, keyed by the device names in the last column. */
 function parseInterrupts(text: string): Map<string, number> {
@@ -93,7 +61,7 @@ describe('Debian i386 Linux guest on ftx86', { timeout: 15 * 60_000 }, () => {
     writeFileSync(join(workDir, 'disk.img'), disk);
     const guestPort = await freeUdpPort();
     const peerPort = await freeUdpPort();
-    peer = arpResponder(peerPort, guestPort);
+    peer = arpResponder(peerPort, guestPort, PEER_IP, PEER_MAC);
     const started = Date.now();
     guest = SerialSession.spawn(ftx86, [
       'run',
