@@ -11,6 +11,13 @@
  * state digest (SHA-256 of the decoded state). A 256 MiB memcpy in the same run is the
  * yardstick. Medians of REPS runs after one warm-up.
  *
+ * Then the checkpoint path FT takes on the same PC: N pages dirtied in an epoch (random
+ * pages, in first-write order, marked by the core's dirty tracking), encoded with the CPU
+ * and every device section as one incremental state (captureState 'dirty' + encodeSnapshot,
+ * into a reused buffer, without and with the CRC-32C seal), against a plain copy of the
+ * same pages into a ready buffer. Every repetition starts cold: a 64 MiB sweep of another
+ * buffer (twice the L3) evicts the pages first, as a guest running an epoch would.
+ *
  * Results go to bench/results/vm-state.json.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,8 +26,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pc } from '../packages/emulator/src/pc.ts';
 import { loadMultiboot } from '../packages/emulator/src/loaders/multiboot.ts';
-import { cpuCacheFields } from '../packages/emulator/src/snapshot/index.ts';
-import { decodeVm, digestVmState, restoreVm, saveVm } from '../packages/emulator/src/vm-state.ts';
+import { captureState, cpuCacheFields, encodeSnapshot } from '../packages/emulator/src/snapshot/index.ts';
+import { decodeVm, digestVmState, pcDeviceEntries, restoreVm, saveVm } from '../packages/emulator/src/vm-state.ts';
 
 const MiB = 1024 * 1024;
 const RAM_BYTES = 256 * MiB;
@@ -104,6 +111,69 @@ for (const [name, make] of [['hello', helloGuest], ['pattern', patternGuest]] as
 }
 rmSync(dir, { recursive: true, force: true });
 
+// ---- dirty-page checkpoints of the whole PC ---------------------------------------------------
+const PAGE = 4096;
+const sweep = new Int32Array(64 * MiB / 4);
+let sink = 0;
+function evictCaches(): void {
+  for (let i = 0; i < sweep.length; i += 16) { sink ^= sweep[i]; sweep[i] = i; }
+}
+function timeCold(fn: () => void, reps = REPS): number {
+  for (let w = 0; w < 2; w++) fn();
+  const t: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    evictCaches();
+    const t0 = performance.now();
+    fn();
+    t.push(performance.now() - t0);
+  }
+  return median(t);
+}
+const mbps = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1e3);
+const pc = patternGuest();
+const cpu = pc.machine.cpu;
+const devices = pcDeviceEntries(pc);
+const dirtyCases = [];
+console.log('\ncheckpoint of N dirty pages of the 256 MiB PC (CPU + every device + the pages), cold caches, MB/s of page data:');
+for (const n of [1_000, 10_000, 50_000]) {
+  // An epoch that dirtied n random pages (the core lists them in first-write order).
+  cpu.exports.dirty_reset();
+  let x = 0x9e3779b9 ^ n;
+  const chosen = new Uint8Array(RAM_BYTES / PAGE);
+  for (let k = 0; k < n;) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    const p = x % chosen.length;
+    if (p < 256 || chosen[p]) continue; // leave the guest's low memory alone
+    chosen[p] = 1;
+    cpu.markDirty(p * PAGE, PAGE);
+    k++;
+  }
+  const pages = cpu.state.dirtyPages();
+  if (pages.length !== n) throw new Error(`dirty tracking listed ${pages.length} pages, ${n} were marked`);
+  const bytes = n * PAGE;
+  // The copy lands 64 bytes into its buffer: same offset modulo 4 KiB as the source would
+  // make x86 cores mispredict store-to-load aliasing (bench/snapshot.ts measures that too).
+  const dest = new Uint8Array(bytes + MiB).fill(1);
+  const ram = cpu.ram;
+  const memcpyMs = timeCold(() => {
+    for (let i = 0, t = 64; i < n; i++, t += PAGE) dest.set(ram.subarray(pages[i] * PAGE, (pages[i] + 1) * PAGE), t);
+  });
+  const out = new Uint8Array(bytes + n * 4 + 4 * MiB).fill(1);
+  let stateBytes = 0;
+  const encodeMs = timeCold(() => { stateBytes = encodeSnapshot(captureState({ cpu, devices }, 'dirty'), { buffer: out, seal: false }).length; });
+  const sealedMs = timeCold(() => { encodeSnapshot(captureState({ cpu, devices }, 'dirty'), { buffer: out }); });
+  const row = {
+    pages: n, pageMiB: bytes / MiB, stateBytes,
+    memcpyMs, encodeMs, sealedMs,
+    memcpyMBps: mbps(bytes, memcpyMs), encodeMBps: mbps(bytes, encodeMs), sealedMBps: mbps(bytes, sealedMs),
+    encodePagesPerS: n / (encodeMs / 1000),
+  };
+  dirtyCases.push(row);
+  console.log(`${String(n).padStart(7)} pages (${(bytes / MiB).toFixed(1).padStart(5)} MiB): memcpy ${row.memcpyMBps.toFixed(0).padStart(5)} (${memcpyMs.toFixed(1)} ms), ` +
+    `encode ${row.encodeMBps.toFixed(0).padStart(5)} (${encodeMs.toFixed(1)} ms), encode + CRC-32C seal ${row.sealedMBps.toFixed(0).padStart(5)} (${sealedMs.toFixed(1)} ms)`);
+}
+if (sink === 0.5) console.log(sink);
+
 const results = {
   bench: 'vm-state',
   date: new Date().toISOString(),
@@ -115,6 +185,7 @@ const results = {
   reps: REPS,
   memcpyMs,
   cases,
+  dirtyCheckpoints: dirtyCases,
 };
 const out = fileURLToPath(new URL('./results/', import.meta.url));
 mkdirSync(out, { recursive: true });
