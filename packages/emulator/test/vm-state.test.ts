@@ -13,6 +13,8 @@ import type { NetBackend } from '../src/net/backend.ts';
 import { decodeSnapshot, encodeSnapshot, sealSnapshot, SnapshotError, encodeValue, registerMigration, type PlainValue, type SnapshotErrorCode } from '../src/snapshot/index.ts';
 import { decodeVm, digestVm, pcDeviceEntries, pcOptionsFor, restoreVm, saveVm, type PcStateConfig } from '../src/vm-state.ts';
 import { deviceEntryName } from '../src/snapshot/apply.ts';
+import fc from 'fast-check';
+import { largestAllocation } from './snapshot-fixtures.ts';
 
 const guest = (path: string) => new Uint8Array(readFileSync(fileURLToPath(new URL(`../../../guests/${path}`, import.meta.url))));
 const TICKS = guest('vmstate/ticks.bin');
@@ -324,6 +326,94 @@ describe('PC state refusals', () => {
     ];
     for (const [what, pc, message] of variants) expect(() => restoreVm(pc, good), what).toThrow(message);
     expect(() => saveVm(new Pc({ ...pcOptionsFor(config), disk: a.image }))).toThrow(/the image is written in place/);
+  });
+});
+
+describe('PC state files under mutation (fast-check)', () => {
+  const a = board({ net: true });
+  loadMultiboot(a.pc.machine.cpu, TICKS);
+  a.pc.machine.runSync(60_000);
+  driveIdleDevices(a.pc);
+  const good = saveVm(a.pc);
+  const config = decodeVm(good).config;
+  const target = boardFor(config, a.image);
+  loadMultiboot(target.pc.machine.cpu, HELLO);
+  target.pc.machine.runSync(5000);
+  const before = digestVm(target.pc);
+  const original = saveVm(target.pc);
+  const devicesEnd = (() => {
+    // Everything before the RAM section: header, META, CPU and the device sections.
+    const s = decodeSnapshot(good);
+    return good.length - (s.ram!.data.length + s.disks.reduce((n, d) => n + d.data.length, 0));
+  })();
+
+  const leaf = fc.oneof(
+    fc.integer(), fc.double(), fc.bigInt({ min: -(1n << 70n), max: 1n << 70n }), fc.string({ maxLength: 8 }), fc.boolean(),
+    fc.constant(null), fc.uint8Array({ maxLength: 40 }), fc.constant<PlainValue>([]), fc.constant<PlainValue>({}),
+  ) as fc.Arbitrary<PlainValue>;
+  /** Replace the value at a path picked by `path` (indices taken modulo each level's size). */
+  function replaceAt(v: PlainValue, path: number[], by: PlainValue): PlainValue {
+    if (path.length === 0 || v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) return by;
+    const [i, ...rest] = path;
+    if (Array.isArray(v)) {
+      if (v.length === 0) return by;
+      const copy = v.slice();
+      copy[i % v.length] = replaceAt(copy[i % v.length], rest, by);
+      return copy;
+    }
+    const keys = Object.keys(v).sort();
+    if (keys.length === 0) return by;
+    const k = keys[i % keys.length];
+    return { ...v, [k]: replaceAt((v as Record<string, PlainValue>)[k], rest, by) };
+  }
+  const mutation = fc.oneof(
+    fc.record({ kind: fc.constant('value' as const), section: fc.nat(), path: fc.array(fc.nat(), { maxLength: 5 }), by: leaf }),
+    fc.record({ kind: fc.constant('bytes' as const), at: fc.array(fc.nat(), { minLength: 1, maxLength: 4 }), xor: fc.integer({ min: 1, max: 255 }) }),
+  );
+
+  it('decodeVm and restoreVm throw only SnapshotError, with one line, allocate no more than the file, and never half-apply', () => {
+    const outcomes = new Map<string, number>();
+    const count = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
+    fc.assert(
+      fc.property(mutation, (m) => {
+        let bytes: Uint8Array;
+        if (m.kind === 'value') {
+          const s = decodeSnapshot(good);
+          const i = m.section % (s.devices.length + 1);
+          if (i === s.devices.length) s.meta = replaceAt(s.meta as PlainValue, m.path, m.by) as Record<string, PlainValue>;
+          else s.devices[i] = { ...s.devices[i], state: replaceAt(s.devices[i].state, m.path, m.by) };
+          bytes = encodeSnapshot({ meta: s.meta, cpu: s.cpu, devices: s.devices, ram: { kind: 'full', ram: a.pc.machine.cpu.ram }, disks: s.disks });
+        } else {
+          // Flips in the header, META, CPU and device sections, the checksum made good again
+          // so they reach the parsers behind it.
+          bytes = good.slice();
+          for (const at of m.at) bytes[at % devicesEnd] ^= m.xor;
+          sealSnapshot(bytes);
+        }
+        let decoded: ReturnType<typeof decodeVm> | undefined;
+        let error: unknown;
+        const largest = largestAllocation(() => {
+          try { decoded = decodeVm(bytes); } catch (e) { error = e; }
+        });
+        expect(largest).toBeLessThanOrEqual(bytes.length);
+        if (decoded) {
+          try {
+            restoreVm(target.pc, decoded);
+            count('applied');
+            restoreVm(target.pc, original);
+            expect(digestVm(target.pc)).toBe(before);
+            return;
+          } catch (e) { error = e; }
+        }
+        expect(error).toBeInstanceOf(SnapshotError);
+        expect((error as SnapshotError).message).not.toContain('\n');
+        count((error as SnapshotError).code);
+        expect(digestVm(target.pc)).toBe(before);
+      }),
+      { numRuns: 200 },
+    );
+    if (process.env.SNAPSHOT_FUZZ_STATS) console.log(Object.fromEntries([...outcomes].sort()));
+    for (const code of ['device-rejected', 'section-layout']) expect(outcomes.get(code) ?? 0, code).toBeGreaterThan(0);
   });
 });
 
