@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeVm } from '../../packages/emulator/src/vm-state.ts';
 import { SerialSession } from './serial-session.ts';
 import {
   FTX86, OUT_DIR, POST_BOOT_DISK, POST_BOOT_GUEST_IP, arpResponder, buildLinuxGuest, diskPattern, freeUdpPort,
@@ -203,8 +204,13 @@ describe('Debian guest: VM state, determinism and restore on ftx86', { timeout: 
     expect(statSync(state.statePath).mtimeMs).toBe(mtime);
     expect(statSync(state.diskPath).size).toBe(POST_BOOT_DISK.bytes);
 
+    // Guest time at the save, as the state holds it: the realtime clock goes on from there.
+    const saved = decodeVm(readFileSync(state.statePath));
+    const clock = saved.state.devices.find((d) => d.name === 'clock')!.state as { elapsedNs: number };
+    const guestSecondsAtSave = saved.config.rtcBaseMs / 1000 + clock.elapsedNs / 1e9;
     const [guestPort, peerPort] = [await freeUdpPort(), await freeUdpPort()];
     const arp = arpResponder(peerPort, guestPort, PEER_IP, PEER_MAC);
+    const restored = Date.now();
     const b = SerialSession.spawn(FTX86, [...state.restoreArgs, '--net', `udp:${guestPort}:127.0.0.1:${peerPort}`, '--serial', 'stdio'],
       { name: 'ftx86 post-boot', transcriptPath: join(workDir, 'post-boot.console.log') });
     try {
@@ -214,6 +220,13 @@ describe('Debian guest: VM state, determinism and restore on ftx86', { timeout: 
       expect(ping.output).toMatch(/Received 1 response/);
       const head = await b.run('dd if=/dev/vda bs=25 count=1 2>/dev/null', 60_000);
       expect(head.output).toBe('ftx86 virtio-blk pattern\n');
+      // The guest's clocks neither went back nor jumped across the restore: its wall clock
+      // (the RTC read at boot, carried on by the kernel's clocksource, TSC or PM timer, both
+      // from the machine's time) is the time of the save plus what has passed since.
+      const date = Number((await b.run('date +%s', 60_000)).output);
+      console.log(`restored guest date - saved guest time = ${(date - guestSecondsAtSave).toFixed(2)} s, ${((Date.now() - restored) / 1000).toFixed(2)} s after the restore began`);
+      expect(date).toBeGreaterThanOrEqual(Math.floor(guestSecondsAtSave) - 2);
+      expect(date).toBeLessThanOrEqual(guestSecondsAtSave + (Date.now() - restored) / 1000 + 2);
     } finally {
       await b.close();
       arp.close();
