@@ -17,7 +17,9 @@ export type RunOutcome =
   | { kind: 'dead' }                        // HLT with interrupts off and nothing that can wake it
   | { kind: 'limit' }                       // the instruction budget ran out
   | { kind: 'idle' }                        // virtual clock: halted with no timer armed (waiting for input)
-  | { kind: 'stopped' };                    // stop() was called
+  | { kind: 'stopped' }                     // stop() was called
+  | { kind: 'pause' };                      // pause() was called: the host wants the CPU at an
+                                            // instruction boundary (an FT checkpoint), then runs on
 
 /** The interrupt controller as the CPU sees it: the INTA cycle. */
 export interface InterruptController {
@@ -321,4 +323,7 @@ export class Machine {
   }
 
   stop(): void { this.requestStop({ kind: 'stopped' }); }
+
+  /** End the current run() at the next instruction boundary with 'pause' (unless it is ending anyway). */
+  pause(): void { this.requestStop({ kind: 'pause' }); }
 }

@@ -39,6 +39,8 @@ export interface ChannelOptions {
   /** Fail the channel with TIMEOUT when no byte arrives for this long while reading.
    *  0 (default) = never. Set it together with the peer's heartbeatIntervalMs. */
   peerTimeoutMs?: number;
+  /** The epoch field of each HEARTBEAT sent: the primary reports its output watermark there. */
+  heartbeatEpoch?: () => bigint;
   /** Frames the async iterator buffers before it pauses the socket. Default 16. */
   maxQueuedFrames?: number;
 }
@@ -53,6 +55,7 @@ export class FtChannel extends EventEmitter<FtChannelEvents> {
   readonly #encoder: FrameEncoder;
   readonly #logger: FtLogger;
   readonly #maxQueued: number;
+  readonly #heartbeatEpoch: (() => bigint) | undefined;
   #started = false;
   #paused = false;
   #pumping = false;
@@ -77,6 +80,7 @@ export class FtChannel extends EventEmitter<FtChannelEvents> {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     this.#logger = opts.logger ?? stderrLogger;
     this.#maxQueued = opts.maxQueuedFrames ?? 16;
+    this.#heartbeatEpoch = opts.heartbeatEpoch;
     this.#closedPromise = new Promise((resolve) => this.once('close', () => resolve()));
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -132,6 +136,15 @@ export class FtChannel extends EventEmitter<FtChannelEvents> {
     this.#socket.uncork();
     this.#lastTx = performance.now();
     return ok;
+  }
+
+  /**
+   * TEST ONLY (the FT fault hooks): write the first `bytes` bytes of a frame and nothing
+   * more, as a sender that dies mid-frame would.
+   */
+  testSendPartial(type: MessageType, epoch: bigint, parts: readonly Uint8Array[], bytes: number): void {
+    const whole = Buffer.concat(this.#encoder.encode(type, epoch, parts));
+    this.#socket.write(whole.subarray(0, Math.min(bytes, whole.length)));
   }
 
   /** Resolves when send() may go on; rejects if the channel closes first. */
@@ -305,7 +318,7 @@ export class FtChannel extends EventEmitter<FtChannelEvents> {
       return;
     }
     if (heartbeatMs > 0 && !this.#closing && now - this.#lastTx >= heartbeatMs) {
-      this.#write(MessageType.HEARTBEAT, 0n, [encodeHeartbeat(process.hrtime.bigint())]);
+      this.#write(MessageType.HEARTBEAT, this.#heartbeatEpoch?.() ?? 0n, [encodeHeartbeat(process.hrtime.bigint())]);
     }
   }
 

@@ -19,6 +19,7 @@ export type ProtocolErrorCode =
   | 'REPLAY' // a HELLO nonce this process has already seen
   | 'TIMEOUT' // handshake or peer liveness deadline passed
   | 'PEER_ERROR' // the peer sent ERROR
+  | 'MISMATCH' // the peer's machine (RAM size, disk size) cannot be mirrored by this side's
   | 'CLOSED'; // the connection closed before the handshake completed
 
 export class ProtocolError extends Error {

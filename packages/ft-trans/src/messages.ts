@@ -1,7 +1,6 @@
 // Payload layouts of protocol version 1 (all integers big-endian). The frame header
 // already carries type, epoch and sequence, so payloads hold only the message's own
-// fields. DEVICE_STATE and EVENTS are opaque here: their bytes belong to the snapshot
-// codec and to event-tap. A payload that does not parse exactly (short, trailing bytes,
+// fields. DEVICE_STATE is opaque here: its bytes belong to the snapshot codec. A payload that does not parse exactly (short, trailing bytes,
 // out-of-range field) is a ProtocolError('MALFORMED'), never a RangeError.
 //
 //   HELLO            u16 version, u8 macLength, u8 role, nonce[32], u64 memorySize,
@@ -14,10 +13,13 @@
 //   FULL_SYNC_END    u64 totalBytes, u32 chunks
 //   PAGES            u32 count, u32 pageNumber[count], count x 4096 bytes of page data
 //   DISK             u32 count, (u64 offset, u32 length)[count], data of all extents
-//   COMMIT           u32 frames (state frames of this epoch before COMMIT), u64 releasedUpTo
+//   EVENTS           u32 count, (u8 kind, u8 port, u32 length, data)[count]: held outputs
+//   COMMIT           u32 frames (state frames of this epoch before COMMIT), u64 releasedUpTo,
+//                    optional digest[32] (verify mode)
 //   ACK              (empty: the header's epoch is the epoch committed)
 //   CANCEL           str16 reason
-//   HEARTBEAT        u64 sentAtNs (sender's monotonic clock)
+//   HEARTBEAT        u64 sentAtNs (sender's monotonic clock); the header's epoch carries the
+//                    sender's output watermark (ChannelOptions.heartbeatEpoch)
 //   ERROR            u16 code, str16 message
 //   BYE              str16 reason
 
@@ -366,17 +368,73 @@ export interface Commit {
   readonly frames: number;
   /** Output-commit watermark: the primary has released the events of epochs <= this. */
   readonly releasedUpTo: bigint;
+  /** Verify mode: the primary's state digest (SHA-256) at the end of this epoch. */
+  readonly digest?: Buffer;
 }
 
+const DIGEST_SIZE = 32;
+
 export function encodeCommit(m: Commit): Buffer {
-  return new PayloadWriter(12).u32(m.frames).u64(m.releasedUpTo).done();
+  if (m.digest && m.digest.length !== DIGEST_SIZE) throw new RangeError(`COMMIT digest must be ${DIGEST_SIZE} bytes`);
+  const w = new PayloadWriter(12 + (m.digest ? DIGEST_SIZE : 0)).u32(m.frames).u64(m.releasedUpTo);
+  if (m.digest) w.bytes(m.digest);
+  return w.done();
 }
 
 export function decodeCommit(payload: Buffer): Commit {
   const r = new PayloadReader(payload, 'COMMIT');
-  const m = { frames: r.u32(), releasedUpTo: r.u64n() };
+  const frames = r.u32();
+  const releasedUpTo = r.u64n();
+  if (r.remaining === 0) return { frames, releasedUpTo };
+  if (r.remaining !== DIGEST_SIZE) throw new ProtocolError('MALFORMED', `COMMIT carries ${r.remaining} bytes after its fields (a digest is ${DIGEST_SIZE})`);
+  const digest = Buffer.from(r.bytes(DIGEST_SIZE));
   r.end();
-  return m;
+  return { frames, releasedUpTo, digest };
+}
+
+// ---- events: the outputs an epoch produced ----------------------------------------------
+
+/** What kind of output a held event is. */
+export const EventKind = { NET: 1, SERIAL: 2 } as const;
+export type EventKind = (typeof EventKind)[keyof typeof EventKind];
+
+export interface HeldEvent {
+  readonly kind: EventKind;
+  /** Serial port index (0 = COM1); 0 for the NIC. */
+  readonly port: number;
+  readonly data: Uint8Array;
+}
+
+/** Largest single event: an Ethernet frame or a run of serial bytes is far below it. */
+export const MAX_EVENT_BYTES = 1 << 20;
+
+/** Parts for an EVENTS payload: count, then kind u8, port u8, length u32 and the bytes of each. */
+export function encodeEvents(events: readonly HeldEvent[]): Uint8Array[] {
+  const parts: Uint8Array[] = [new PayloadWriter(4).u32(events.length).done()];
+  for (const e of events) {
+    parts.push(new PayloadWriter(6).u8(e.kind).u8(e.port).u32(e.data.length).done(), e.data);
+  }
+  return parts;
+}
+
+export function decodeEvents(payload: Buffer): HeldEvent[] {
+  const r = new PayloadReader(payload, 'EVENTS');
+  const count = r.u32();
+  // Each event takes at least its 6-byte header: refuse a count the payload cannot hold.
+  if (count * 6 > r.remaining) throw new ProtocolError('MALFORMED', `EVENTS declares ${count} events in ${r.remaining} bytes`);
+  const events: HeldEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    const kind = r.u8();
+    if (kind !== EventKind.NET && kind !== EventKind.SERIAL) throw new ProtocolError('MALFORMED', `EVENTS event ${i} has unknown kind ${kind}`);
+    const port = r.u8();
+    if (kind === EventKind.SERIAL ? port > 3 : port !== 0) throw new ProtocolError('MALFORMED', `EVENTS event ${i} names port ${port}`);
+    const length = r.u32();
+    if (length > MAX_EVENT_BYTES) throw new ProtocolError('MALFORMED', `EVENTS event ${i} is ${length} bytes (at most ${MAX_EVENT_BYTES})`);
+    if (length > r.remaining) throw new ProtocolError('MALFORMED', `EVENTS event ${i} is ${length} bytes, ${r.remaining} remain`);
+    events.push({ kind: kind as EventKind, port, data: Buffer.from(r.bytes(length)) });
+  }
+  r.end();
+  return events;
 }
 
 export function decodeEmpty(payload: Buffer, what: string): void {

@@ -27,6 +27,9 @@ import { SnapshotError, cpuCacheFields, type PlainValue } from '@ftx86/emulator/
 import { UdpNetBackend, parseUdpSpec } from '@ftx86/emulator/src/net/udp.ts';
 import { TapNetBackend, startTapBridge } from '@ftx86/emulator/src/net/tap.ts';
 import type { NetBackend } from '@ftx86/emulator/src/net/backend.ts';
+import { EventTap } from '@ftx86/event-tap';
+import { FT_HELP, FT_ARG_OPTIONS, parseFtArgs } from './ft/options.ts';
+import { testEarlyRelease, type FtOptions } from './ft/common.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_USAGE = 2;
@@ -118,7 +121,7 @@ export function parsePorts(text: string): Set<number> {
   return set;
 }
 
-function readImage(what: string, path: string): Uint8Array {
+export function readImage(what: string, path: string): Uint8Array {
   try {
     return new Uint8Array(readFileSync(path));
   } catch (e) {
@@ -156,6 +159,8 @@ export interface RunOptions {
   printDigestEvery?: number;
   recordInput?: string;
   replayInput?: string;
+  /** Fault tolerance: this VM is an FT primary or secondary. */
+  ft?: FtOptions;
   /** The options given on the command line (a restore refuses those that conflict). */
   given: Set<string>;
 }
@@ -199,6 +204,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         'record-input': { type: 'string' },
         'replay-input': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        ...FT_ARG_OPTIONS,
       },
     });
   } catch (e) {
@@ -239,6 +245,18 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
       if (v[opt] !== undefined) throw new UsageError(`--${opt}: the guest comes from the state given with --restore`);
     }
   }
+  let ft: FtOptions | undefined;
+  try {
+    ft = parseFtArgs(v);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (ft) {
+    const clash = ['save-state', 'print-digest-at', 'print-digest-every', 'record-input', 'replay-input', 'max-instructions']
+      .find((k) => v[k as keyof typeof v] !== undefined);
+    if (clash) throw new UsageError(`--${clash}: not with --ft (an FT checkpoint is the state; the secondary carries it)`);
+    if (ft.role === 'secondary' && v.restore !== undefined) throw new UsageError('--restore: the secondary gets its guest from the primary (give --restore to the primary)');
+  }
   const serial = v.serial ?? 'stdio';
   if (!/^(stdio|none|file:.+|tcp:[^:]+:\d+)$/.test(serial)) throw new UsageError(`--serial: expected stdio, none, file:PATH or tcp:HOST:PORT, got "${serial}"`);
   const debugcon = v.debugcon ?? 'stdio';
@@ -269,6 +287,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
     printDigestEvery,
     recordInput: v['record-input'],
     replayInput: v['replay-input'],
+    ft,
     given: new Set(Object.keys(v).filter((k) => v[k as keyof typeof v] !== undefined)),
   };
 }
@@ -276,7 +295,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
 /** The built-in default guest: a small Multiboot program shipped (built) in guests/. */
 export const DEFAULT_GUEST = new URL('../../../guests/hello/hello.bin', import.meta.url);
 
-function openSerial(spec: string, onInput: (b: Uint8Array) => void, onQuit: () => void): SerialBackend {
+export function openSerial(spec: string, onInput: (b: Uint8Array) => void, onQuit: () => void): SerialBackend {
   if (spec === 'none') return { write() {}, close() {} };
   if (spec.startsWith('file:')) {
     const fd = openSync(spec.slice(5), 'w');
@@ -327,7 +346,7 @@ function openSerial(spec: string, onInput: (b: Uint8Array) => void, onQuit: () =
  * --net udp:LPORT:RHOST:RPORT binds a UDP port on loopback; --net tap:NAME starts a socat
  * bridge to TAP device NAME over two loopback UDP ports (see net/tap.ts for why).
  */
-async function openNet(spec: string): Promise<NetBackend> {
+export async function openNet(spec: string): Promise<NetBackend> {
   if (spec.startsWith('udp:')) {
     let b: UdpNetBackend;
     try {
@@ -371,13 +390,13 @@ interface FileRecord { path: string; bytes: number; sha256: string }
  * What a guest was loaded from (META "boot" of a state the CLI saves): with no firmware,
  * the CLI is what loads the kernel on a guest reset, and a restored run must too.
  */
-interface BootRecord { kernel: FileRecord | null; initrd: FileRecord | null; cmdline: string; bios: FileRecord | null }
+export interface BootRecord { kernel: FileRecord | null; initrd: FileRecord | null; cmdline: string; bios: FileRecord | null }
 
 function fileRecord(path: string, bytes: Uint8Array): FileRecord {
   return { path: resolvePath(path), bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
-function readBootRecord(v: unknown): BootRecord | undefined {
+export function readBootRecord(v: unknown): BootRecord | undefined {
   const file = (f: unknown): FileRecord | null | undefined => {
     if (f === null) return null;
     if (typeof f !== 'object' || f === null) return undefined;
@@ -421,7 +440,7 @@ function restoredFirmware(opts: RunOptions, saved: DecodedPcState, record: BootR
 }
 
 /** A guest reset in a restored run: load the kernel the saver loaded, or stop. */
-function rebootFromRecord(pc: Pc, record: BootRecord): void {
+export function rebootFromRecord(pc: Pc, record: BootRecord): void {
   const m = pc.machine;
   const stop = (why: string) => {
     process.stderr.write(`ftx86: the guest reset, and cannot be booted again: ${why}\n`);
@@ -522,6 +541,7 @@ function readInputLog(path: string): InputEvent[] {
 }
 
 export async function run(opts: RunOptions): Promise<number> {
+  if (opts.ft?.role === 'secondary') return (await import('./ft/run.ts')).runSecondary(opts, opts.ft);
   let serial: SerialBackend | undefined;
   const saved = opts.restore !== undefined ? readState(opts.restore) : undefined;
   if (saved) checkRestoreOptions(opts, saved);
@@ -559,10 +579,15 @@ export async function run(opts: RunOptions): Promise<number> {
   let netInput: (frame: Uint8Array) => void = () => {};
   let nicReceive: ((frame: Uint8Array) => void) | undefined;
   const tapped = (inner: NetBackend): NetBackend => ({
-    send: (frame) => inner.send(frame),
+    send: (frame) => (tap ? tap.net(frame) : inner.send(frame)),
     onFrame: (fn) => { nicReceive = fn; inner.onFrame((frame) => netInput(frame)); },
     close: () => inner.close(),
   });
+  // FT primary: outputs go through the event tap, which holds them until their epoch is
+  // committed on the secondary (packages/event-tap).
+  const tap = opts.ft
+    ? new EventTap({ sinks: { net: (f) => net?.send(f), serial: (port, b) => { if (port === 0) serial?.write(b); } }, releaseEarly: testEarlyRelease() })
+    : undefined;
   const netOption = saved
     ? (saved.config.net ? { backend: tapped(net ?? unpluggedNet), mac: saved.config.net.mac } : undefined)
     : (net ? { backend: tapped(net) } : undefined);
@@ -585,7 +610,7 @@ export async function run(opts: RunOptions): Promise<number> {
     bios,
     disk,
     net: netOption,
-    serialOut: [(bytes) => serial?.write(bytes)],
+    serialOut: [(bytes) => (tap ? tap.serial(0, bytes) : serial?.write(bytes))],
     debugConsole: debugOut,
   });
   const m = pc.machine;
@@ -727,12 +752,16 @@ export async function run(opts: RunOptions): Promise<number> {
     for (const take of held.splice(0)) take();
     return true;
   };
+  const ftPrimary = opts.ft && tap
+    ? await (await import('./ft/run.ts')).startPrimary({ pc, tap, ft: opts.ft, boot: bootRecord as unknown as PlainValue })
+    : undefined;
   let outcome: RunOutcome;
   const started = process.hrtime.bigint();
   const startCount = m.cpu.instructionCount;
   try {
     deliverDue();
     for (;;) {
+      if (ftPrimary) { outcome = await ftPrimary.run(); break; }
       const now = m.cpu.instructionCount;
       let next = points.find((p) => BigInt(p) > now);
       if (every !== undefined) {
@@ -783,6 +812,11 @@ export async function run(opts: RunOptions): Promise<number> {
     if (p === opts.saveAt && !savedNow) process.stderr.write(`ftx86: --save-at ${p}: not reached, no state saved (the guest stopped at instruction ${end})\n`);
   }
   if (interrupted) return EXIT_INTERRUPTED;
+  return exitCodeFor(outcome);
+}
+
+/** The process exit code for how a guest's run ended. */
+export function exitCodeFor(outcome: RunOutcome): number {
   switch (outcome.kind) {
     case 'exit': return outcome.status;
     case 'poweroff': case 'reset': case 'limit': return EXIT_OK;
@@ -797,12 +831,12 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
-      process.stdout.write(HELP + '\n');
+      process.stdout.write(HELP + FT_HELP + '\n');
       return cmd === undefined ? EXIT_USAGE : EXIT_OK;
     }
     if (cmd !== 'run') throw new UsageError(`unknown command "${cmd}" (try: ftx86 run --help)`);
     const opts = parseRunArgs(rest);
-    if (opts === 'help') { process.stdout.write(HELP + '\n'); return EXIT_OK; }
+    if (opts === 'help') { process.stdout.write(HELP + FT_HELP + '\n'); return EXIT_OK; }
     return await run(opts);
   } catch (e) {
     if (e instanceof UsageError) {

@@ -1,0 +1,507 @@
+/**
+ * The FT primary: runs the guest, takes checkpoints, ships them to the secondary and
+ * releases the outputs of each epoch once the secondary has acknowledged it (DESIGN.md,
+ * Fault tolerance; Kemari).
+ *
+ * States:
+ *   protected  a secondary holds a committed copy; outputs wait for ACKs
+ *   peer-lost  the link failed; outputs are held (nothing more is released) until the
+ *              operator says this VM is alone (SIGUSR2, or `--ft-peer-loss continue`)
+ *   alone      no secondary; outputs pass straight through. With --ft-reprotect, the
+ *              primary keeps trying to reach a new secondary there and syncs to it.
+ *
+ * A checkpoint pauses the guest at an instruction boundary (Machine.pause), copies the
+ * dirty pages and captures CPU and device state into buffers, cuts the event-tap epoch, and
+ * resumes the guest; the frames go out afterwards, so the pause costs the copy, not the
+ * network. Checkpoints overlap: up to maxUnacked are in flight, and at the bound the guest
+ * waits for an ACK rather than letting the held output grow.
+ */
+import type pino from 'pino';
+import type { Pc } from '@ftx86/emulator/src/pc.ts';
+import type { RunOutcome } from '@ftx86/emulator/src/machine.ts';
+import { encodeSnapshot } from '@ftx86/emulator/src/snapshot/codec.ts';
+import { cpuLayoutId } from '@ftx86/emulator/src/snapshot/machine-state.ts';
+import type { PlainValue } from '@ftx86/emulator/src/snapshot/value.ts';
+import type { EventTap } from '@ftx86/event-tap';
+import {
+  connect, loadKeyFile, MessageType, Role, SyncSection, encodeBye, encodeCommit, encodeDisk, encodeEvents,
+  encodeFullSyncBegin, encodeFullSyncChunk, encodeFullSyncEnd, encodePages, encodeCancel, type FtChannel, type Frame,
+} from '@ftx86/ft-trans';
+import {
+  addBlocks, captureDevices, channelLogger, crashNow, ftDeviceEntries, ftDigest, parseMac, snoopGuestIp,
+  testCrashPoint, type CrashPoint, type FtOptions,
+} from './common.ts';
+
+const PAGE = 4096;
+/** Full-sync chunk size: big enough to stream, small enough to show progress. */
+const SYNC_CHUNK = 4 << 20;
+/** Output held while the peer is lost, at most; then the guest waits. */
+const MAX_HELD_BYTES = 64 << 20;
+
+type State = 'protected' | 'peer-lost' | 'alone' | 'syncing';
+
+export interface PrimaryStats {
+  checkpoints: number;
+  /** Per checkpoint: guest pause (ms), dirty pages, bytes sent. */
+  pauseMs: number[];
+  pages: number[];
+  bytes: number[];
+}
+
+export interface FtPrimaryOptions {
+  pc: Pc;
+  tap: EventTap;
+  ft: FtOptions;
+  log: pino.Logger;
+  /** What the guest was loaded from: the secondary loads it again on a guest reset. */
+  boot: PlainValue;
+  /** Start alone (a secondary that has just taken over), not by connecting to ft.peer. */
+  startAlone?: boolean;
+}
+
+export class FtPrimary {
+  readonly stats: PrimaryStats = { checkpoints: 0, pauseMs: [], pages: [], bytes: [] };
+  private state: State = 'alone';
+  private channel: FtChannel | undefined;
+  private readonly inFlight: bigint[] = [];
+  private checkpointWanted = false;
+  private syncWanted: FtChannel | undefined;
+  private batchTimer: NodeJS.Timeout | undefined;
+  private intervalTimer: NodeJS.Timeout | undefined;
+  private wakers: (() => void)[] = [];
+  /** 512-byte blocks the guest wrote since FT (this sync) began: verify mode hashes them. */
+  private writtenBlocks = new Set<number>();
+  private guestIp: string | undefined;
+  private readonly mac: Uint8Array | undefined;
+  private readonly crash: CrashPoint | undefined;
+  private sendChain: Promise<void> = Promise.resolve();
+  private reprotecting = false;
+  private stopped = false;
+  private readonly key;
+
+  constructor(private readonly o: FtPrimaryOptions) {
+    this.key = loadKeyFile(o.ft.keyFile);
+    this.crash = testCrashPoint();
+    const nicMac = o.pc.virtioNet ? (o.pc.opts.net?.mac ?? '52:54:00:12:34:56') : undefined;
+    this.mac = nicMac ? parseMac(nicMac) : undefined;
+  }
+
+  get mode(): State { return this.state; }
+
+  /** The tap calls this when an epoch's first output is held. */
+  onOutput(): void {
+    if (this.state !== 'protected') return;
+    const us = this.o.ft.batchUs;
+    if (us <= 0) { this.want(); return; }
+    this.batchTimer ??= setTimeout(() => { this.batchTimer = undefined; this.want(); }, us / 1000);
+  }
+
+  /** Learn the guest's IP from what it sends (the secondary announces it on takeover). */
+  observeFrame(frame: Uint8Array): void {
+    if (!this.mac) return;
+    const ip = snoopGuestIp(frame, this.mac);
+    if (ip) this.guestIp = ip;
+  }
+
+  set knownGuestIp(ip: string | undefined) { this.guestIp = ip; }
+
+  private want(): void {
+    if (this.state !== 'protected') return;
+    this.checkpointWanted = true;
+    this.o.pc.machine.pause();
+  }
+
+  private wake(): void {
+    const w = this.wakers;
+    this.wakers = [];
+    for (const f of w) f();
+  }
+
+  private waitForChange(): Promise<void> {
+    return new Promise((resolve) => this.wakers.push(resolve));
+  }
+
+  /** The operator (SIGUSR2) says this VM is alone: release what is held and go on unprotected. */
+  declareAlone(why: string): void {
+    if (this.state === 'alone') return;
+    const held = this.o.tap.heldBytes;
+    this.o.log.warn({ event: 'ft-alone', why, releasedBytes: held }, `FT: running alone (${why}); releasing ${held} bytes of held output`);
+    this.channel?.destroy();
+    this.channel = undefined;
+    this.inFlight.length = 0;
+    this.state = 'alone';
+    this.o.tap.passThrough();
+    this.wake();
+    this.startReprotect();
+  }
+
+  /** Connect to ft.peer (retrying until connectTimeoutMs) and sync the guest to it. */
+  async start(): Promise<void> {
+    if (this.o.startAlone) {
+      this.state = 'alone';
+      this.startReprotect();
+      return;
+    }
+    const peer = this.o.ft.peer!;
+    const deadline = Date.now() + this.o.ft.connectTimeoutMs;
+    let ch: FtChannel | undefined;
+    let lastErr: Error | undefined;
+    while (!ch && Date.now() < deadline) {
+      try {
+        ch = await this.connectTo(peer);
+      } catch (e) {
+        lastErr = e as Error;
+        if (['AUTH', 'BAD_VERSION', 'REPLAY', 'PEER_ERROR'].includes((e as { code?: string }).code ?? '')) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    if (!ch) throw new Error(`cannot reach the secondary at ${peer.host}:${peer.port}: ${lastErr?.message ?? 'timed out'}`);
+    await this.fullSync(ch);
+  }
+
+  private connectTo(peer: { host: string; port: number }): Promise<FtChannel> {
+    const cpu = this.o.pc.machine.cpu;
+    return connect({
+      host: peer.host,
+      port: peer.port,
+      key: this.key,
+      logger: channelLogger(this.o.log),
+      local: { role: Role.PRIMARY, memorySize: cpu.ramBytes, diskSize: this.o.pc.opts.disk?.size ?? 0, node: `primary-${process.pid}` },
+      heartbeatIntervalMs: this.o.ft.heartbeatMs,
+      peerTimeoutMs: this.o.ft.timeoutMs,
+      heartbeatEpoch: () => this.o.tap.releasedUpTo,
+    });
+  }
+
+  /** Keep trying to reach ft.reprotect; once connected, the run loop syncs to it. */
+  private startReprotect(): void {
+    const target = this.o.ft.reprotect;
+    if (!target || this.reprotecting) return;
+    this.reprotecting = true;
+    void (async () => {
+      while (!this.stopped && this.state === 'alone') {
+        try {
+          const ch = await this.connectTo(target);
+          this.syncWanted = ch;
+          this.o.pc.machine.pause();
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      this.reprotecting = false;
+    })();
+  }
+
+  /**
+   * Send the whole VM (RAM, devices, disk) with the guest stopped, and wait for the
+   * secondary to commit it. Then outputs are held from the next epoch on.
+   */
+  private async fullSync(ch: FtChannel): Promise<void> {
+    const { pc, tap, log } = this.o;
+    const m = pc.machine;
+    const cpu = m.cpu;
+    this.state = 'syncing';
+    const epoch = tap.epoch - 1n; // what the secondary will have committed: everything so far
+    const t0 = performance.now();
+    this.crashOnSyncBytes = this.crash?.step === 'sync' ? this.crash.bytes : -1;
+    this.syncSent = 0;
+    const devState = this.deviceState(epoch, true);
+    const disk = pc.opts.disk;
+    const diskBytes = disk?.size ?? 0;
+    const total = devState.length + cpu.ramBytes + diskBytes;
+    log.info({ event: 'ft-sync-start', epoch, ramBytes: cpu.ramBytes, diskBytes, peer: ch.remote }, `FT: full sync to ${ch.remote}: ${(total / 1048576).toFixed(1)} MiB`);
+    ch.send(MessageType.FULL_SYNC_BEGIN, epoch, [encodeFullSyncBegin({ ramBytes: cpu.ramBytes, deviceBytes: devState.length, diskBytes })]);
+    let chunks = 0;
+    let done = 0;
+    let lastShown = 0;
+    const send = async (section: SyncSection, offset: number, data: Uint8Array) => {
+      done += data.length;
+      chunks++;
+      const parts = encodeFullSyncChunk({ section, offset, doneBytes: done, totalBytes: total }, [data]);
+      this.countSyncBytes(ch, MessageType.FULL_SYNC_CHUNK, epoch, parts);
+      if (!ch.send(MessageType.FULL_SYNC_CHUNK, epoch, parts)) await ch.whenWritable();
+      if (done - lastShown >= total / 10 || done === total) {
+        lastShown = done;
+        log.info({ event: 'ft-sync-progress', doneBytes: done, totalBytes: total }, `FT: full sync ${Math.round((100 * done) / total)}%`);
+      }
+    };
+    await send(SyncSection.DEVICE_STATE, 0, devState);
+    // RAM: zero chunks are skipped (the secondary starts from zeros), as most of a fresh guest's are.
+    const ram = cpu.ram;
+    for (let off = 0; off < ram.length; off += SYNC_CHUNK) {
+      const chunk = ram.subarray(off, Math.min(off + SYNC_CHUNK, ram.length));
+      if (isZero(chunk)) { done += chunk.length; continue; }
+      await send(SyncSection.RAM, off, chunk);
+    }
+    if (disk) {
+      for (let off = 0; off < diskBytes; off += SYNC_CHUNK) {
+        const chunk = new Uint8Array(Math.min(SYNC_CHUNK, diskBytes - off));
+        disk.read(off, chunk);
+        await send(SyncSection.DISK, off, chunk);
+      }
+    }
+    ch.send(MessageType.FULL_SYNC_END, epoch, [encodeFullSyncEnd({ totalBytes: total, chunks })]);
+    // From here the secondary has the state as of now: track what changes after it.
+    cpu.exports.dirty_reset();
+    this.writtenBlocks = new Set();
+    this.attach(ch);
+    this.inFlight.push(epoch);
+    tap.hold(epoch);
+    this.state = 'protected';
+    await this.waitAcked(epoch);
+    if (this.state !== 'protected') throw new Error('the secondary went away during the full sync');
+    log.info({ event: 'ft-protected', epoch, ms: Math.round(performance.now() - t0), bytes: total }, `FT: protected by ${ch.remote} (full sync ${Math.round(performance.now() - t0)} ms)`);
+    this.armInterval();
+  }
+
+  private crashOnSyncBytes = -1;
+  private syncSent = 0;
+
+  private countSyncBytes(ch: FtChannel, type: MessageType, epoch: bigint, parts: Uint8Array[]): void {
+    if (this.crashOnSyncBytes < 0) return;
+    const n = parts.reduce((a, p) => a + p.length, 0);
+    if (this.syncSent + n >= this.crashOnSyncBytes) {
+      ch.testSendPartial(type, epoch, parts, this.crashOnSyncBytes - this.syncSent);
+      crashNow(this.o.log, `full sync byte ${this.crashOnSyncBytes}`);
+    }
+    this.syncSent += n;
+  }
+
+  private armInterval(): void {
+    if (this.intervalTimer) clearInterval(this.intervalTimer);
+    this.intervalTimer = setInterval(() => this.want(), this.o.ft.intervalMs);
+    this.intervalTimer.unref();
+  }
+
+  private attach(ch: FtChannel): void {
+    this.channel = ch;
+    ch.on('frame', (f) => this.onFrame(ch, f));
+    ch.on('error', () => {}); // logged by the channel; 'close' follows
+    ch.on('close', (err) => { if (this.channel === ch) this.onPeerLost(err); });
+  }
+
+  private onFrame(ch: FtChannel, f: Frame): void {
+    if (f.type !== MessageType.ACK) {
+      ch.destroy(new Error(`unexpected ${f.type} from the secondary`));
+      return;
+    }
+    const expected = this.inFlight[0];
+    if (expected === undefined || f.epoch !== expected) {
+      ch.destroy(new Error(`ACK for epoch ${f.epoch}, expected ${expected ?? 'none'}`));
+      return;
+    }
+    this.inFlight.shift();
+    if (this.crash?.step === 'ack' && this.crash.epoch === f.epoch) crashNow(this.o.log, `ACK ${f.epoch} before release`);
+    this.o.tap.release(f.epoch);
+    this.o.log.debug({ event: 'ft-ack', epoch: f.epoch }, 'ack');
+    this.wake();
+  }
+
+  private onPeerLost(err: Error | null): void {
+    this.channel = undefined;
+    if (this.state !== 'protected' && this.state !== 'syncing') return;
+    if (this.intervalTimer) clearInterval(this.intervalTimer);
+    this.state = 'peer-lost';
+    const held = this.o.tap.heldBytes;
+    this.o.log.error(
+      { event: 'ft-peer-lost', reason: err?.message ?? 'closed', unacked: this.inFlight.length, heldBytes: held },
+      `FT: lost the secondary (${err?.message ?? 'closed'}); ${this.o.ft.peerLoss === 'continue' ? 'going on alone (--ft-peer-loss continue)' : 'holding output until told this VM is alone (SIGUSR2)'}`,
+    );
+    this.inFlight.length = 0;
+    this.wake();
+    if (this.o.ft.peerLoss === 'continue') this.declareAlone('--ft-peer-loss continue');
+  }
+
+  private waitAcked(epoch: bigint): Promise<void> {
+    return (async () => {
+      while (this.state === 'protected' && this.inFlight.includes(epoch)) await this.waitForChange();
+    })();
+  }
+
+  /**
+   * The DEVICE_STATE snapshot: CPU bytes, every device, and what the secondary needs to
+   * know besides (epoch, the guest's IP; with `full`, the machine configuration and boot).
+   */
+  private deviceState(epoch: bigint, full: boolean, devices = captureDevices(ftDeviceEntries(this.o.pc))): Uint8Array {
+    const { pc } = this.o;
+    const cpu = pc.machine.cpu;
+    const meta: Record<string, unknown> = { kind: 'ftx86-ft', epoch, instructions: cpu.instructionCount, guestIp: this.guestIp ?? null };
+    if (full) {
+      meta.config = {
+        memoryBytes: pc.opts.memoryBytes,
+        clock: pc.machine.clock.mode,
+        rtcBaseMs: pc.machine.clock.rtcBaseMs,
+        noReboot: pc.machine.noReboot,
+        net: pc.virtioNet ? { mac: pc.opts.net?.mac ?? '52:54:00:12:34:56' } : null,
+        diskBytes: pc.opts.disk?.size ?? null,
+      };
+      meta.boot = this.o.boot;
+    }
+    return encodeSnapshot({
+      meta,
+      cpu: { layoutId: cpuLayoutId(cpu), bytes: cpu.state.bytes() },
+      devices,
+      incremental: true,
+    });
+  }
+
+  /** Take checkpoint of the epoch now ending. Call between runs (the CPU is at an instruction boundary). */
+  private checkpoint(): void {
+    const { pc, tap, ft } = this.o;
+    const cpu = pc.machine.cpu;
+    const t0 = performance.now();
+    const pages = cpu.state.dirtyPages().sort();
+    const data = Buffer.allocUnsafe(pages.length * PAGE);
+    for (let i = 0; i < pages.length; i++) data.set(cpu.ram.subarray(pages[i] * PAGE, (pages[i] + 1) * PAGE), i * PAGE);
+    cpu.exports.dirty_reset();
+    const out = tap.cut();
+    const epoch = out.epoch;
+    for (const w of out.diskWrites) addBlocks(this.writtenBlocks, w.offset, w.data.length);
+    const devicesNow = captureDevices(ftDeviceEntries(pc));
+    const devState = this.deviceState(epoch, false, devicesNow);
+    const digest = ft.verifyEvery > 0 && epoch % BigInt(ft.verifyEvery) === 0n ? ftDigest(pc, devicesNow, this.writtenBlocks) : undefined;
+    const pauseMs = performance.now() - t0;
+    this.inFlight.push(epoch);
+    this.checkpointWanted = false;
+    if (this.batchTimer) { clearTimeout(this.batchTimer); this.batchTimer = undefined; }
+
+    const ch = this.channel!;
+    const maxPages = Math.max(1, Math.floor((ch.peer.maxPayload - 64) / (PAGE + 4)));
+    // Sent once the guest runs again (setImmediate), in checkpoint order.
+    this.sendChain = this.sendChain.then(() => new Promise<void>((resolve) => setImmediate(() => {
+      try {
+        if (this.channel !== ch || ch.closed) return;
+        let frames = 0;
+        let bytes = 0;
+        for (let i = 0; i < pages.length; i += maxPages) {
+          const j = Math.min(pages.length, i + maxPages);
+          const parts = encodePages(pages.subarray(i, j), [data.subarray(i * PAGE, j * PAGE)]);
+          if (this.crash?.step === 'pages' && this.crash.epoch === epoch) {
+            ch.testSendPartial(MessageType.PAGES, epoch, parts, this.crash.bytes);
+            crashNow(this.o.log, `epoch ${epoch} PAGES byte ${this.crash.bytes}`);
+          }
+          ch.send(MessageType.PAGES, epoch, parts);
+          frames++;
+          bytes += (j - i) * (PAGE + 4);
+        }
+        ch.send(MessageType.DEVICE_STATE, epoch, [devState]);
+        frames++;
+        bytes += devState.length;
+        if (out.diskWrites.length > 0) {
+          ch.send(MessageType.DISK, epoch, encodeDisk(out.diskWrites));
+          frames++;
+          bytes += out.diskWrites.reduce((a, w) => a + w.data.length + 12, 0);
+        }
+        if (out.events.length > 0) {
+          ch.send(MessageType.EVENTS, epoch, encodeEvents(out.events));
+          frames++;
+          bytes += out.eventBytes;
+        }
+        ch.send(MessageType.COMMIT, epoch, [encodeCommit({ frames, releasedUpTo: tap.releasedUpTo, digest })]);
+        if (this.crash?.step === 'commit' && this.crash.epoch === epoch) crashNow(this.o.log, `COMMIT ${epoch} sent`);
+        this.stats.checkpoints++;
+        this.stats.pauseMs.push(pauseMs);
+        this.stats.pages.push(pages.length);
+        this.stats.bytes.push(bytes);
+        this.o.log.debug({ event: 'ft-checkpoint', epoch, instructions: Number(cpu.instructionCount), pauseMs: +pauseMs.toFixed(3), pages: pages.length, events: out.events.length, diskWrites: out.diskWrites.length, bytes }, 'checkpoint');
+      } catch (e) {
+        this.o.log.error({ event: 'ft-send-failed', epoch }, (e as Error).message);
+      } finally {
+        resolve();
+      }
+    })));
+  }
+
+  /**
+   * Run the guest under FT until it stops (power-off, exit, reset with --no-reboot) or is
+   * interrupted; the last epoch is committed before the outcome is returned.
+   */
+  async run(): Promise<RunOutcome> {
+    const { pc, tap, log } = this.o;
+    const m = pc.machine;
+    const onUsr2 = () => this.declareAlone('SIGUSR2');
+    process.on('SIGUSR2', onUsr2);
+    const statsTimer = setInterval(() => this.logStats(), 10_000);
+    statsTimer.unref();
+    try {
+      for (;;) {
+        if (this.syncWanted) {
+          const ch = this.syncWanted;
+          this.syncWanted = undefined;
+          try {
+            await this.fullSync(ch);
+          } catch (e) {
+            log.error({ event: 'ft-sync-failed' }, `FT: full sync failed: ${(e as Error).message}`);
+            if (this.state !== 'alone') this.declareAlone('the full sync to the new secondary failed');
+          }
+        }
+        if (this.checkpointWanted && this.state === 'protected') {
+          if (this.inFlight.length >= this.o.ft.maxUnacked) {
+            await this.waitForChange(); // the guest waits for an ACK
+            continue;
+          }
+          this.checkpoint();
+        }
+        if (this.state === 'peer-lost' && tap.heldBytes > MAX_HELD_BYTES) {
+          log.warn({ event: 'ft-held-full', heldBytes: tap.heldBytes }, 'FT: held output is at its bound; the guest waits until this VM is declared alone');
+          while (this.state === 'peer-lost') await this.waitForChange();
+          continue;
+        }
+        const outcome = await m.run();
+        if (outcome.kind === 'pause') continue;
+        await this.finish(outcome);
+        return outcome;
+      }
+    } finally {
+      this.stopped = true;
+      process.off('SIGUSR2', onUsr2);
+      clearInterval(statsTimer);
+      if (this.intervalTimer) clearInterval(this.intervalTimer);
+      if (this.batchTimer) clearTimeout(this.batchTimer);
+    }
+  }
+
+  /** The guest stopped: commit its last epoch so its last outputs are released, then part. */
+  private async finish(outcome: RunOutcome): Promise<void> {
+    const { tap, log } = this.o;
+    if (this.state === 'protected') {
+      this.checkpoint();
+      const last = this.inFlight[this.inFlight.length - 1];
+      await this.waitAcked(last);
+      await this.sendChain;
+    }
+    const ch = this.channel;
+    if (ch && this.state === 'protected') {
+      this.channel = undefined;
+      await ch.close(`guest-stopped:${outcome.kind}`);
+    }
+    if (tap.holding && tap.heldBytes > 0) {
+      log.warn({ event: 'ft-withheld', heldBytes: tap.heldBytes }, `FT: ${tap.heldBytes} bytes of output were never acknowledged and are withheld`);
+    }
+    this.logStats();
+  }
+
+  /** CANCEL: tell the secondary to drop a partial epoch (used when a checkpoint cannot be completed). */
+  cancel(epoch: bigint, why: string): void {
+    this.channel?.send(MessageType.CANCEL, epoch, [encodeCancel(why)]);
+  }
+
+  logStats(): void {
+    const s = this.stats;
+    if (s.checkpoints === 0) return;
+    const sorted = [...s.pauseMs].sort((a, b) => a - b);
+    const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+    this.o.log.info({
+      event: 'ft-stats', checkpoints: s.checkpoints, pauseMedianMs: +q(0.5).toFixed(3), pauseP99Ms: +q(0.99).toFixed(3),
+      pagesMean: Math.round(s.pages.reduce((a, b) => a + b, 0) / s.pages.length),
+      bytesTotal: s.bytes.reduce((a, b) => a + b, 0), state: this.state,
+    }, `FT: ${s.checkpoints} checkpoints, pause median ${q(0.5).toFixed(2)} ms, p99 ${q(0.99).toFixed(2)} ms`);
+  }
+}
+
+const ZERO_CHUNK = Buffer.alloc(SYNC_CHUNK);
+
+function isZero(b: Uint8Array): boolean {
+  return Buffer.from(b.buffer, b.byteOffset, b.length).equals(ZERO_CHUNK.subarray(0, b.length));
+}
