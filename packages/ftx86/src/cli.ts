@@ -541,6 +541,11 @@ function readInputLog(path: string): InputEvent[] {
 }
 
 export async function run(opts: RunOptions): Promise<number> {
+  // A --save-on signal that comes while the machine is being built is served at the first
+  // instruction boundary (and Node does not take SIGUSR1 to start its inspector).
+  let earlySave = false;
+  const onEarlySave = () => { earlySave = true; };
+  if (opts.saveOn) process.on(opts.saveOn, onEarlySave);
   if (opts.ft?.role === 'secondary') return (await import('./ft/run.ts')).runSecondary(opts, opts.ft);
   let serial: SerialBackend | undefined;
   const saved = opts.restore !== undefined ? readState(opts.restore) : undefined;
@@ -734,7 +739,11 @@ export async function run(opts: RunOptions): Promise<number> {
     stoppedForControl = true;
     m.stop();
   };
-  if (opts.saveOn) process.on(opts.saveOn, onSaveSignal);
+  if (opts.saveOn) {
+    process.off(opts.saveOn, onEarlySave);
+    process.on(opts.saveOn, onSaveSignal);
+    if (earlySave) onSaveSignal();
+  }
   const save = () => {
     const bytes = saveVm(pc, { boot: bootRecord as unknown as PlainValue });
     writeStateFile(opts.saveState!, bytes);
@@ -759,7 +768,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const started = process.hrtime.bigint();
   const startCount = m.cpu.instructionCount;
   try {
-    deliverDue();
+    if (!controlPending) deliverDue();
     for (;;) {
       if (ftPrimary) { outcome = await ftPrimary.run(); break; }
       const now = m.cpu.instructionCount;
@@ -773,6 +782,8 @@ export async function run(opts: RunOptions): Promise<number> {
         // Our own stop (--save-on): serve it and go on.
         stoppedForControl = false;
         if (!serveControl()) break;
+        // The stop may have come at a replayed event's instruction count.
+        deliverDue();
         continue;
       }
       // A control request that came as the run ended at a point is served before the
