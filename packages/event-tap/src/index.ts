@@ -101,6 +101,8 @@ export class EventTap {
   get heldBytes(): number { return this.heldTotal + this.currentBytes; }
   /** Cut epochs waiting for their ACK. */
   get heldEpochs(): number { return this.held.length; }
+  /** Whether outputs of `epoch` are held now (cut, not yet released). */
+  holdsEpoch(epoch: bigint): boolean { return this.held.some((h) => h.epoch === epoch); }
   /** Outputs produced in the current epoch so far. */
   get pendingEvents(): number { return this.currentEvents.length; }
 

@@ -16,6 +16,7 @@
  * epoch the primary continues from, after a re-protect).
  */
 import { createHash } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import pino from 'pino';
 import type { Pc } from '@ftx86/emulator/src/pc.ts';
 import type { Persistent } from '@ftx86/emulator/src/device.ts';
@@ -195,10 +196,14 @@ export function announceFrames(mac: Uint8Array, ip: string | undefined): Uint8Ar
  * FTX86_TEST_CRASH (tests only; never set it on a VM you care about) kills this process with
  * SIGKILL at a named protocol step, so the fault-injection tests can hit each one exactly:
  *   sync:K          primary, during the full sync, after K bytes of it were sent
- *   pages:E:K       primary, after the first K bytes of epoch E's PAGES frame went out
+ *   pages:E:K       primary, after the first K bytes of the PAGES frame of epoch E
  *   commit:E        primary, right after sending COMMIT E (before its ACK can arrive)
  *   ack:E           primary, after ACK E arrived, before releasing epoch E's outputs
  *   sec-commit:E    secondary, after COMMIT E arrived, before applying it or sending ACK
+ * where "epoch E" is the first epoch numbered E or later that holds outputs (so a test can
+ * aim at epochs whose outputs an observer is waiting for, whatever the checkpoint rate).
+ * FTX86_TEST_CORRUPT_SECONDARY=E flips one RAM byte on the secondary after it applies epoch
+ * E: the negative control of verify mode.
  * FTX86_TEST_EARLY_RELEASE=1 is the negative control: outputs are released the moment the
  * guest produces them (they are still shipped), which the output-commit test must catch.
  */
@@ -214,13 +219,24 @@ export function testCrashPoint(): CrashPoint | undefined {
   return { step: m[6] as CrashPoint['step'], epoch: BigInt(m[7]), bytes: 0 };
 }
 
+/** Whether a crash point aims at this epoch (see above); `hasEvents`: the epoch holds outputs. */
+export function crashHits(c: CrashPoint | undefined, step: CrashPoint['step'], epoch: bigint, hasEvents: boolean): boolean {
+  return c !== undefined && c.step === step && epoch >= c.epoch && hasEvents;
+}
+
+export function testCorruptSecondary(): bigint | undefined {
+  const v = process.env.FTX86_TEST_CORRUPT_SECONDARY;
+  return v && /^\d+$/.test(v) ? BigInt(v) : undefined;
+}
+
 export function testEarlyRelease(): boolean {
   return process.env.FTX86_TEST_EARLY_RELEASE === '1';
 }
 
 export function crashNow(log: pino.Logger, what: string): never {
-  log.warn({ event: 'ft-test-crash', at: what }, `FTX86_TEST_CRASH: killing this process at ${what}`);
-  log.flush?.();
+  log.flush();
+  // Written directly: pino's buffer would die with the process.
+  writeSync(2, `${JSON.stringify({ level: 40, time: Date.now(), pid: process.pid, name: 'ftx86-ft', event: 'ft-test-crash', at: what, msg: `FTX86_TEST_CRASH: killing this process at ${what}` })}\n`);
   process.kill(process.pid, 'SIGKILL');
   throw new Error('unreachable');
 }

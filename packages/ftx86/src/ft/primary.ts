@@ -28,7 +28,7 @@ import {
   encodeFullSyncBegin, encodeFullSyncChunk, encodeFullSyncEnd, encodePages, encodeCancel, type FtChannel, type Frame,
 } from '@ftx86/ft-trans';
 import {
-  addBlocks, captureDevices, channelLogger, crashNow, ftDeviceEntries, ftDigest, parseMac, snoopGuestIp,
+  addBlocks, captureDevices, channelLogger, crashHits, crashNow, ftDeviceEntries, ftDigest, parseMac, snoopGuestIp,
   testCrashPoint, type CrashPoint, type FtOptions,
 } from './common.ts';
 
@@ -292,7 +292,7 @@ export class FtPrimary {
       return;
     }
     this.inFlight.shift();
-    if (this.crash?.step === 'ack' && this.crash.epoch === f.epoch) crashNow(this.o.log, `ACK ${f.epoch} before release`);
+    if (crashHits(this.crash, 'ack', f.epoch, this.o.tap.holdsEpoch(f.epoch))) crashNow(this.o.log, `ACK ${f.epoch} before release`);
     this.o.tap.release(f.epoch);
     this.o.log.debug({ event: 'ft-ack', epoch: f.epoch }, 'ack');
     this.wake();
@@ -377,9 +377,9 @@ export class FtPrimary {
         for (let i = 0; i < pages.length; i += maxPages) {
           const j = Math.min(pages.length, i + maxPages);
           const parts = encodePages(pages.subarray(i, j), [data.subarray(i * PAGE, j * PAGE)]);
-          if (this.crash?.step === 'pages' && this.crash.epoch === epoch) {
-            ch.testSendPartial(MessageType.PAGES, epoch, parts, this.crash.bytes);
-            crashNow(this.o.log, `epoch ${epoch} PAGES byte ${this.crash.bytes}`);
+          if (crashHits(this.crash, 'pages', epoch, out.events.length > 0)) {
+            ch.testSendPartial(MessageType.PAGES, epoch, parts, this.crash!.bytes);
+            crashNow(this.o.log, `epoch ${epoch} PAGES byte ${this.crash!.bytes}`);
           }
           ch.send(MessageType.PAGES, epoch, parts);
           frames++;
@@ -399,7 +399,7 @@ export class FtPrimary {
           bytes += out.eventBytes;
         }
         ch.send(MessageType.COMMIT, epoch, [encodeCommit({ frames, releasedUpTo: tap.releasedUpTo, digest })]);
-        if (this.crash?.step === 'commit' && this.crash.epoch === epoch) crashNow(this.o.log, `COMMIT ${epoch} sent`);
+        if (crashHits(this.crash, 'commit', epoch, out.events.length > 0)) crashNow(this.o.log, `COMMIT ${epoch} sent`);
         this.stats.checkpoints++;
         this.stats.pauseMs.push(pauseMs);
         this.stats.pages.push(pages.length);

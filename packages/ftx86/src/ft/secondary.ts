@@ -30,7 +30,7 @@ import {
 } from '@ftx86/ft-trans';
 import type pino from 'pino';
 import {
-  addBlocks, announceFrames, captureDevices, channelLogger, crashNow, ftDeviceEntries, ftDigest, parseMac,
+  addBlocks, announceFrames, captureDevices, channelLogger, crashHits, crashNow, testCorruptSecondary, ftDeviceEntries, ftDigest, parseMac,
   testCrashPoint, type FtOptions,
 } from './common.ts';
 import { FtPrimary } from './primary.ts';
@@ -95,6 +95,9 @@ export class FtSecondary {
   private writtenBlocks = new Set<number>();
   private guestIp: string | undefined;
   private verifyMismatches = 0;
+  private verified = 0;
+  private commits = 0;
+  private corruptAt = testCorruptSecondary();
   private readonly crash = testCrashPoint();
   private failoverStarted: number | undefined;
   private takeover: ((why: string) => void) | undefined;
@@ -126,10 +129,14 @@ export class FtSecondary {
       onChannel: (ch) => this.onChannel(ch),
     });
     this.log.info({ event: 'ft-listening', host: this.listener.host, port: this.listener.port }, `FT: secondary listening on ${this.listener.host}:${this.listener.port}`);
+    const stats = setInterval(() => this.logStats(), 10_000);
+    stats.unref();
     const why = await new Promise<string | number>((resolve) => {
       this.takeover = resolve;
       this.finished = resolve;
     });
+    clearInterval(stats);
+    this.logStats();
     await this.listener.close();
     if (typeof why === 'number') return { outcome: undefined, code: why };
     return this.failover(why);
@@ -364,7 +371,7 @@ export class FtSecondary {
     if (!s || frames !== c.frames || !s.device) {
       throw new ProtocolError('MALFORMED', `COMMIT ${f.epoch} says ${c.frames} frames, ${frames} arrived${s && !s.device ? ' and no DEVICE_STATE' : ''}`);
     }
-    if (this.crash?.step === 'sec-commit' && this.crash.epoch === f.epoch) crashNow(this.log, `COMMIT ${f.epoch} received`);
+    if (crashHits(this.crash, 'sec-commit', f.epoch, s.events.length > 0)) crashNow(this.log, `COMMIT ${f.epoch} received`);
     const pc = this.pc!;
     const ram = pc.machine.cpu.ram;
     // Devices and CPU: all or nothing (applyState). The rest was checked when it arrived.
@@ -382,7 +389,14 @@ export class FtSecondary {
     this.committed = f.epoch;
     this.staged = undefined;
     this.advanceWatermark(c.releasedUpTo);
+    this.commits++;
+    if (this.corruptAt !== undefined && f.epoch >= this.corruptAt) {
+      this.corruptAt = undefined;
+      ram[ram.length >> 1] ^= 0x5a;
+      this.log.warn({ event: 'ft-test-corrupt', epoch: f.epoch }, 'FTX86_TEST_CORRUPT_SECONDARY: flipped a RAM byte');
+    }
     if (c.digest) {
+      this.verified++;
       const mine = ftDigest(pc, captureDevices(ftDeviceEntries(pc)), this.writtenBlocks);
       if (!mine.equals(c.digest)) {
         this.verifyMismatches++;
@@ -393,6 +407,11 @@ export class FtSecondary {
       }
     }
     ch.send(MessageType.ACK, f.epoch);
+  }
+
+  private logStats(): void {
+    this.log.info({ event: 'ft-secondary-stats', committed: this.committed ?? null, commits: this.commits, verified: this.verified, mismatches: this.verifyMismatches, keptEpochs: this.kept.length },
+      `FT: ${this.commits} epochs committed (last ${this.committed ?? 'none'}), ${this.verified} verified, ${this.verifyMismatches} mismatches`);
   }
 
   private advanceWatermark(epoch: bigint): void {
@@ -432,7 +451,6 @@ export class FtSecondary {
     const ms = performance.now() - t0;
     this.log.warn({ event: 'ft-failover', ms: +ms.toFixed(2), epoch: this.committed, rereleasedEvents: rereleased, guestIp: this.guestIp ?? null },
       `FT: failover done in ${ms.toFixed(1)} ms: the guest runs here from epoch ${this.committed} (${rereleased} outputs re-released)`);
-    if (this.verifyMismatches > 0) this.log.error({ event: 'ft-verify-summary', mismatches: this.verifyMismatches }, `FT: ${this.verifyMismatches} verify mismatches`);
     try {
       const outcome = await primary.run();
       return { outcome, code: -1 };
