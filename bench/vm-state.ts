@@ -1,10 +1,12 @@
 /**
- * Whole-PC save and restore of a 256 MiB guest: `npx tsx bench/vm-state.ts`.
+ * Whole-PC save and restore of a 256 MiB guest: `npx tsx bench/vm-state.ts [--linux]`.
  *
- * Two guests:
+ * Two guests (three with --linux):
  *   hello     hello.bin run to its power-off: a real guest's state, RAM mostly untouched
  *             (zero pages are elided, so the file is small and save time is the zero scan)
  *   pattern   every RAM page filled with non-zero noise: the worst case, all 256 MiB stored
+ *   linux     (--linux) the Debian guest (guests/linux/build.sh) booted on the virtual clock
+ *             to its idle shell, LINUX_INSTRUCTIONS instructions: a real guest's RAM
  * For each: save (saveVm: capture, encode, CRC-32C), write the file, read it back, restore
  * (decodeVm: checksum and checks, then restoreVm into a fresh PC: every section checked,
  * then applied), building that fresh PC (what a restoring process does first), and the
@@ -26,6 +28,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pc } from '../packages/emulator/src/pc.ts';
 import { loadMultiboot } from '../packages/emulator/src/loaders/multiboot.ts';
+import { loadLinux } from '../packages/emulator/src/loaders/linux.ts';
 import { captureState, cpuCacheFields, encodeSnapshot } from '../packages/emulator/src/snapshot/index.ts';
 import { decodeVm, digestVmState, pcDeviceEntries, restoreVm, saveVm } from '../packages/emulator/src/vm-state.ts';
 
@@ -71,6 +74,26 @@ function patternGuest(): Pc {
   return pc;
 }
 
+/** Past the shell prompt of the Debian guest (about 3.4 G instructions into its boot). */
+const LINUX_INSTRUCTIONS = 4_000_000_000;
+
+function linuxGuest(): Pc {
+  const out = fileURLToPath(new URL('../guests/linux/out/', import.meta.url));
+  const versions = readFileSync(`${out}versions.env`, 'utf8');
+  const cmdline = /KERNEL_CMDLINE="?([^"\n]*)"?/.exec(versions)?.[1] ?? 'console=ttyS0';
+  let serialTail = '';
+  const pc = new Pc({ memoryBytes: RAM_BYTES, clock: 'virtual', rtcBaseMs: RTC_BASE, serialOut: [(b) => { serialTail = (serialTail + Buffer.from(b).toString('latin1')).slice(-200); }] });
+  loadLinux(pc.machine.cpu, new Uint8Array(readFileSync(`${out}bzImage`)), { cmdline, initrd: new Uint8Array(readFileSync(`${out}initrd.cpio.gz`)) });
+  const t0 = performance.now();
+  while (pc.machine.cpu.instructionCount < BigInt(LINUX_INSTRUCTIONS)) {
+    const o = pc.machine.runSync(BigInt(LINUX_INSTRUCTIONS) - pc.machine.cpu.instructionCount);
+    if (o.kind !== 'limit') throw new Error(`the Linux guest's run ended ${o.kind}`);
+  }
+  if (!serialTail.includes('~ # ')) throw new Error(`the Linux guest has no shell prompt after ${LINUX_INSTRUCTIONS} instructions: ...${serialTail}`);
+  process.stderr.write(`(booted the Linux guest to its shell in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+  return pc;
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'ftx86-bench-vmstate-'));
 const yardstick = new Uint8Array(RAM_BYTES).fill(1);
 const target = new Uint8Array(RAM_BYTES);
@@ -81,7 +104,9 @@ console.log(`VM state save/restore, ${cpus()[0]?.model ?? 'cpu'} x${cpus().lengt
 console.log(`memcpy of 256 MiB: ${memcpyMs.toFixed(1)} ms (${(RAM_BYTES / MiB / (memcpyMs / 1000)).toFixed(0)} MiB/s)\n`);
 
 const cases = [];
-for (const [name, make] of [['hello', helloGuest], ['pattern', patternGuest]] as const) {
+const guests: [string, () => Pc][] = [['hello', helloGuest], ['pattern', patternGuest]];
+if (process.argv.includes('--linux')) guests.push(['linux', linuxGuest]);
+for (const [name, make] of guests) {
   const pc = make();
   let bytes = saveVm(pc);
   const saveMs = time(() => { bytes = saveVm(pc); });
