@@ -11,20 +11,22 @@
  *       the far end of a guest's UDP NIC backend that answers ARP requests for peerIp
  *   runFtx86(args, timeoutMs): Promise<{ code, stdout, stderr }>
  *   postBootState(): Promise<PostBootState>
+ *       PostBootState = { statePath, diskPath, instructions: bigint, restoreArgs: string[] }
  *       The Debian guest booted once per test run (the first call boots it, about a minute;
  *       later calls, in any test file, return the cached files at once) and saved with
  *       `ftx86 run --save-on SIGUSR1` right after its shell prompt, idle: the realtime
  *       clock, 128 MiB, a 4 MiB virtio-blk disk (POST_BOOT_DISK: diskPattern(4 MiB,
  *       seed)), a virtio-net NIC (MAC 52:54:00:12:34:56, eth0 10.0.2.15/24). Restore it in
  *       a new process with
- *         ftx86 run ...state.restoreArgs, [--net udp:LPORT:127.0.0.1:RPORT], --serial stdio
- *       (without --net the NIC has no cable) and type at the `~ # ` prompt (the shell
- *       printed it before the save: send a command, or a bare newline to see a prompt).
- *       The files live in guests/linux/out/post-boot/KEY/ (gitignored), KEY a hash of the
- *       kernel, the initrd, the CPU core (core.wasm), the emulator's and CLI's sources and
- *       the boot options: any rebuild boots afresh. The disk image is read-only: ftx86
- *       keeps a restored guest's writes in memory, so every restore starts from the same
- *       disk.
+ *         ftx86 ...restoreArgs [--net udp:LPORT:127.0.0.1:RPORT] --serial stdio
+ *       (restoreArgs is `run --restore STATE --disk DISK`; without --net the NIC has no
+ *       cable) and type at the `~ # ` prompt (the shell printed it before the save: send a
+ *       command, or a bare newline to see a prompt). The files live in
+ *       guests/linux/out/post-boot/KEY/ (gitignored), KEY a hash of the kernel, the initrd,
+ *       the CPU core (core.wasm), the emulator's and the CLI's sources and the boot options:
+ *       any rebuild boots afresh, and removes states more than a day older. The disk image
+ *       is read-only: ftx86 keeps a restored guest's writes in memory, so every restore
+ *       starts from the same disk.
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -204,6 +206,14 @@ async function makePostBootState(): Promise<PostBootState> {
     writeFileSync(join(work, 'info.json'), `${JSON.stringify({ instructions: String(instructions), append, savedAt: new Date().toISOString() })}\n`);
     rmSync(dir, { recursive: true, force: true });
     renameSync(work, dir);
+    // States of older builds (a day old: a test run of another checkout may still use one).
+    const parent = join(OUT_DIR, 'post-boot');
+    for (const name of readdirSync(parent)) {
+      const other = join(parent, name);
+      try {
+        if (other !== dir && Date.now() - statSync(other).mtimeMs > 24 * 3600_000) rmSync(other, { recursive: true, force: true });
+      } catch { /* gone already */ }
+    }
     return result();
   } finally {
     rmSync(lock, { recursive: true, force: true });
