@@ -17,6 +17,7 @@ const built = existsSync(join(OUT_DIR, 'bzImage'));
 interface Trial {
   name: string;
   primaryEnv?: NodeJS.ProcessEnv;
+  primaryArgs?: string[];
   /** Kill the primary ourselves after this many records (random moment), instead of a hook. */
   killAfterRecords?: number;
 }
@@ -25,7 +26,7 @@ interface Trial {
 async function trial(t: Trial): Promise<{ violations: string[]; pair: FtPair; observer: ConsoleObserver; failoverMs: number }> {
   const observer = new ConsoleObserver();
   const port = await observer.ready;
-  const pair = await startFtPair({ observerPort: port, primaryEnv: t.primaryEnv });
+  const pair = await startFtPair({ observerPort: port, primaryEnv: t.primaryEnv, primaryArgs: t.primaryArgs });
   try {
     await pair.primary.waitEvent('ft-protected', 60_000);
     await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
@@ -78,6 +79,23 @@ describe.skipIf(!built)('FT on the Debian guest: output commit across failover',
       if (t.primaryEnv?.FTX86_TEST_CRASH) expect(r.pair.primary.events('ft-test-crash').length, r.pair.primary.stderr.slice(-3000)).toBe(1);
     }, 240_000);
   }
+
+  it('a cancelled epoch rides on the next: verify mode finds the secondary equal after it, and failover still loses nothing', async () => {
+    const r = await trial({
+      name: 'cancel',
+      primaryEnv: { FTX86_TEST_CANCEL: '20' },
+      primaryArgs: ['--ft-verify-every', '8'],
+      killAfterRecords: 60,
+    });
+    expect(r.violations).toEqual([]);
+    expect(r.pair.primary.events('ft-cancel').length, JSON.stringify(r.pair.secondary.events('ft-secondary-stats'))).toBe(1);
+    const stats = r.pair.secondary.events('ft-secondary-stats').at(-1)!;
+    expect(stats.mismatches).toBe(0);
+    expect(stats.verified as number).toBeGreaterThan(0);
+    const cancelled = r.pair.primary.events('ft-cancel')[0].epoch as number;
+    // Verified after the cancelled epoch too: the carried pages and outputs arrived.
+    expect(stats.committed as number).toBeGreaterThan(cancelled + 8);
+  }, 240_000);
 
   it('negative control: with output released early, the same crash is caught as a violation', async () => {
     const r = await trial({ name: 'early release', primaryEnv: { FTX86_TEST_CRASH: 'pages:60:5000', FTX86_TEST_EARLY_RELEASE: '1' } });

@@ -65,7 +65,7 @@ export const FT_DEFAULTS = {
 } as const;
 
 export function ftLogger(): pino.Logger {
-  return pino({ name: 'ftx86-ft', level: process.env.FTX86_LOG_LEVEL ?? 'info', base: { pid: process.pid } }, pino.destination(2));
+  return pino({ name: 'ftx86-ft', level: process.env.FTX86_LOG_LEVEL ?? 'info', base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
 }
 
 /** ft-trans logs through this narrow interface; pino satisfies it. */
@@ -202,6 +202,9 @@ export function announceFrames(mac: Uint8Array, ip: string | undefined): Uint8Ar
  *   sec-commit:E    secondary, after COMMIT E arrived, before applying it or sending ACK
  * where "epoch E" is the first epoch numbered E or later that holds outputs (so a test can
  * aim at epochs whose outputs an observer is waiting for, whatever the checkpoint rate).
+ * FTX86_TEST_CANCEL=E makes the primary send the PAGES of the first epoch >= E holding
+ * outputs, then CANCEL it instead of COMMIT; its pages, disk writes and outputs go again
+ * with the next epoch (the path a primary takes for an epoch it cannot complete).
  * FTX86_TEST_CORRUPT_SECONDARY=E flips one RAM byte on the secondary after it applies epoch
  * E: the negative control of verify mode.
  * FTX86_TEST_EARLY_RELEASE=1 is the negative control: outputs are released the moment the
@@ -222,6 +225,11 @@ export function testCrashPoint(): CrashPoint | undefined {
 /** Whether a crash point aims at this epoch (see above); `hasEvents`: the epoch holds outputs. */
 export function crashHits(c: CrashPoint | undefined, step: CrashPoint['step'], epoch: bigint, hasEvents: boolean): boolean {
   return c !== undefined && c.step === step && epoch >= c.epoch && hasEvents;
+}
+
+export function testCancelEpoch(): bigint | undefined {
+  const v = process.env.FTX86_TEST_CANCEL;
+  return v && /^\d+$/.test(v) ? BigInt(v) : undefined;
 }
 
 export function testCorruptSecondary(): bigint | undefined {

@@ -22,14 +22,14 @@ import type { RunOutcome } from '@ftx86/emulator/src/machine.ts';
 import { encodeSnapshot } from '@ftx86/emulator/src/snapshot/codec.ts';
 import { cpuLayoutId } from '@ftx86/emulator/src/snapshot/machine-state.ts';
 import type { PlainValue } from '@ftx86/emulator/src/snapshot/value.ts';
-import type { EventTap } from '@ftx86/event-tap';
+import type { DiskWrite, EventTap, HeldEvent } from '@ftx86/event-tap';
 import {
   connect, loadKeyFile, MessageType, Role, SyncSection, encodeBye, encodeCommit, encodeDisk, encodeEvents,
   encodeFullSyncBegin, encodeFullSyncChunk, encodeFullSyncEnd, encodePages, encodeCancel, type FtChannel, type Frame,
 } from '@ftx86/ft-trans';
 import {
   addBlocks, captureDevices, channelLogger, crashHits, crashNow, ftDeviceEntries, ftDigest, parseMac, snoopGuestIp,
-  testCrashPoint, type CrashPoint, type FtOptions,
+  testCancelEpoch, testCrashPoint, type CrashPoint, type FtOptions,
 } from './common.ts';
 
 const PAGE = 4096;
@@ -75,6 +75,9 @@ export class FtPrimary {
   private readonly mac: Uint8Array | undefined;
   private readonly crash: CrashPoint | undefined;
   private sendChain: Promise<void> = Promise.resolve();
+  /** What a cancelled epoch carried, to go with the next checkpoint. */
+  private carry: { pages: Uint32Array; diskWrites: readonly DiskWrite[]; events: readonly HeldEvent[]; eventBytes: number } | undefined;
+  private cancelAt = testCancelEpoch();
   private reprotecting = false;
   private stopped = false;
   private readonly key;
@@ -351,18 +354,31 @@ export class FtPrimary {
     const { pc, tap, ft } = this.o;
     const cpu = pc.machine.cpu;
     const t0 = performance.now();
-    const pages = cpu.state.dirtyPages().sort();
+    const carry = this.carry;
+    this.carry = undefined;
+    const pages = mergePages(cpu.state.dirtyPages(), carry?.pages);
     const data = Buffer.allocUnsafe(pages.length * PAGE);
     for (let i = 0; i < pages.length; i++) data.set(cpu.ram.subarray(pages[i] * PAGE, (pages[i] + 1) * PAGE), i * PAGE);
     cpu.exports.dirty_reset();
-    const out = tap.cut();
-    const epoch = out.epoch;
-    for (const w of out.diskWrites) addBlocks(this.writtenBlocks, w.offset, w.data.length);
+    const cut = tap.cut();
+    const epoch = cut.epoch;
+    // A cancelled epoch's writes and outputs ride on this one (see cancelHits below).
+    const out: { events: readonly HeldEvent[]; diskWrites: readonly DiskWrite[]; eventBytes: number } = carry
+      ? { events: [...carry.events, ...cut.events], diskWrites: [...carry.diskWrites, ...cut.diskWrites], eventBytes: carry.eventBytes + cut.eventBytes }
+      : cut;
+    for (const w of cut.diskWrites) addBlocks(this.writtenBlocks, w.offset, w.data.length);
+    const cancelled = this.cancelAt !== undefined && epoch >= this.cancelAt && out.events.length > 0;
+    if (cancelled) {
+      // CANCEL: this epoch is void on the secondary, and everything it carried goes again
+      // with the next one (its pages re-read from RAM then, which is at least as new).
+      this.cancelAt = undefined;
+      this.carry = { pages, diskWrites: out.diskWrites, events: out.events, eventBytes: out.eventBytes };
+    }
     const devicesNow = captureDevices(ftDeviceEntries(pc));
     const devState = this.deviceState(epoch, false, devicesNow);
-    const digest = ft.verifyEvery > 0 && epoch % BigInt(ft.verifyEvery) === 0n ? ftDigest(pc, devicesNow, this.writtenBlocks) : undefined;
+    const digest = !cancelled && ft.verifyEvery > 0 && epoch % BigInt(ft.verifyEvery) === 0n ? ftDigest(pc, devicesNow, this.writtenBlocks) : undefined;
     const pauseMs = performance.now() - t0;
-    this.inFlight.push(epoch);
+    if (!cancelled) this.inFlight.push(epoch);
     this.checkpointWanted = false;
     if (this.batchTimer) { clearTimeout(this.batchTimer); this.batchTimer = undefined; }
 
@@ -384,6 +400,11 @@ export class FtPrimary {
           ch.send(MessageType.PAGES, epoch, parts);
           frames++;
           bytes += (j - i) * (PAGE + 4);
+        }
+        if (cancelled) {
+          ch.send(MessageType.CANCEL, epoch, [encodeCancel('FTX86_TEST_CANCEL: this epoch goes again with the next')]);
+          this.o.log.info({ event: 'ft-cancel', epoch }, `FT: cancelled epoch ${epoch}; it rides on epoch ${epoch + 1n}`);
+          return;
         }
         ch.send(MessageType.DEVICE_STATE, epoch, [devState]);
         frames++;
@@ -482,11 +503,6 @@ export class FtPrimary {
     this.logStats();
   }
 
-  /** CANCEL: tell the secondary to drop a partial epoch (used when a checkpoint cannot be completed). */
-  cancel(epoch: bigint, why: string): void {
-    this.channel?.send(MessageType.CANCEL, epoch, [encodeCancel(why)]);
-  }
-
   logStats(): void {
     const s = this.stats;
     if (s.checkpoints === 0) return;
@@ -498,6 +514,12 @@ export class FtPrimary {
       bytesTotal: s.bytes.reduce((a, b) => a + b, 0), state: this.state,
     }, `FT: ${s.checkpoints} checkpoints, pause median ${q(0.5).toFixed(2)} ms, p99 ${q(0.99).toFixed(2)} ms`);
   }
+}
+
+/** Dirty pages plus those a cancelled epoch carried, ascending and each once. */
+function mergePages(dirty: Uint32Array, carried: Uint32Array | undefined): Uint32Array {
+  if (!carried) return dirty.sort();
+  return Uint32Array.from(new Set([...dirty, ...carried])).sort();
 }
 
 const ZERO_CHUNK = Buffer.alloc(SYNC_CHUNK);

@@ -87,6 +87,8 @@ export class FtSecondary {
   private boot: PlainValue | undefined;
   /** The last committed epoch; undefined while there is no complete state to run. */
   private committed: bigint | undefined;
+  /** The epoch the next state frames belong to: committed + 1, or later after a CANCEL. */
+  private next = 0n;
   private staged: Staged | undefined;
   private sync: Sync | undefined;
   /** Outputs of committed epochs the primary may not have released yet, oldest first. */
@@ -198,7 +200,10 @@ export class FtSecondary {
       case MessageType.COMMIT: return this.commit(ch, f);
       case MessageType.CANCEL: {
         const why = decodeCancel(f.payload);
-        if (this.staged?.epoch === f.epoch) this.staged = undefined;
+        if (this.committed === undefined || f.epoch !== this.next) throw new ProtocolError('UNEXPECTED', `CANCEL of epoch ${f.epoch}; the next epoch is ${this.next}`);
+        // The epoch is void: what it carried comes again with the next one.
+        this.staged = undefined;
+        this.next = f.epoch + 1n;
         this.log.warn({ event: 'ft-cancel', epoch: f.epoch, why }, `FT: the primary cancelled epoch ${f.epoch}: ${why}`);
         return;
       }
@@ -313,6 +318,7 @@ export class FtSecondary {
     this.sync = undefined;
     this.writtenBlocks = new Set();
     this.committed = f.epoch;
+    this.next = f.epoch + 1n;
     this.watermark = f.epoch;
     this.log.info({ event: 'ft-sync-done', epoch: f.epoch, bytes: s.received }, `FT: full sync done (${(s.received / 1048576).toFixed(1)} MiB), epoch ${f.epoch} committed`);
     ch.send(MessageType.ACK, f.epoch);
@@ -328,7 +334,7 @@ export class FtSecondary {
 
   private stage(f: Frame): void {
     if (this.committed === undefined || !this.pc) throw new ProtocolError('UNEXPECTED', `${messageTypeName(f.type)} before a full sync`);
-    if (f.epoch !== this.committed + 1n) throw new ProtocolError('UNEXPECTED', `${messageTypeName(f.type)} for epoch ${f.epoch}; epoch ${this.committed} is the last committed`);
+    if (f.epoch !== this.next) throw new ProtocolError('UNEXPECTED', `${messageTypeName(f.type)} for epoch ${f.epoch}; epoch ${this.next} is next`);
     const s = (this.staged ??= { epoch: f.epoch, frames: 0, pages: [], device: undefined, disk: [], events: [] });
     s.frames++;
     switch (f.type) {
@@ -366,7 +372,7 @@ export class FtSecondary {
   private commit(ch: FtChannel, f: Frame): void {
     const c = decodeCommit(f.payload);
     const s = this.staged;
-    if (this.committed === undefined || f.epoch !== this.committed + 1n) throw new ProtocolError('UNEXPECTED', `COMMIT of epoch ${f.epoch} after epoch ${this.committed}`);
+    if (this.committed === undefined || f.epoch !== this.next) throw new ProtocolError('UNEXPECTED', `COMMIT of epoch ${f.epoch}; epoch ${this.next} is next`);
     const frames = s?.frames ?? 0;
     if (!s || frames !== c.frames || !s.device) {
       throw new ProtocolError('MALFORMED', `COMMIT ${f.epoch} says ${c.frames} frames, ${frames} arrived${s && !s.device ? ' and no DEVICE_STATE' : ''}`);
@@ -387,6 +393,7 @@ export class FtSecondary {
     const ip = s.device.meta?.guestIp;
     if (typeof ip === 'string') this.guestIp = ip;
     this.committed = f.epoch;
+    this.next = f.epoch + 1n;
     this.staged = undefined;
     this.advanceWatermark(c.releasedUpTo);
     this.commits++;
