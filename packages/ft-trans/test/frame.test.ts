@@ -17,6 +17,7 @@ import {
   decodeCancel,
   decodeCommit,
   decodeDisk,
+  decodeEvents,
   decodeError,
   decodeFullSyncBegin,
   decodeFullSyncChunk,
@@ -30,6 +31,8 @@ import {
   encodeCancel,
   encodeCommit,
   encodeDisk,
+  encodeEvents,
+  EventKind,
   encodeError,
   encodeFullSyncBegin,
   encodeFullSyncChunk,
@@ -86,6 +89,11 @@ const samples: Record<MessageTypeName, { parts: Uint8Array[]; check: (payload: B
     { offset: 1 << 30, data: randomBytes(4096) },
   ];
   const chunk = randomBytes(1000);
+  const events = [
+    { kind: EventKind.SERIAL, port: 0, data: Buffer.from('login: ') },
+    { kind: EventKind.NET, port: 0, data: randomBytes(1514) },
+    { kind: EventKind.SERIAL, port: 3, data: Buffer.alloc(0) },
+  ];
   return {
     HELLO: { parts: [encodeHello(hello)], check: (p) => expect(decodeHello(p)).toEqual(hello) },
     HELLO_ACK: { parts: [encodeHelloAck({ ...hello, proof })], check: (p) => expect(decodeHelloAck(p)).toEqual({ ...hello, proof }) },
@@ -110,8 +118,14 @@ const samples: Record<MessageTypeName, { parts: Uint8Array[]; check: (payload: B
     },
     DEVICE_STATE: { parts: [Buffer.from('opaque device sections')], check: (p) => expect(p.toString()).toBe('opaque device sections') },
     DISK: { parts: encodeDisk(disk), check: (p) => expect(decodeDisk(p)).toEqual(disk.map((d) => ({ offset: d.offset, data: Buffer.from(d.data) }))) },
-    EVENTS: { parts: [Buffer.from('opaque event queue')], check: (p) => expect(p.toString()).toBe('opaque event queue') },
-    COMMIT: { parts: [encodeCommit({ frames: 42, releasedUpTo: 2n ** 63n })], check: (p) => expect(decodeCommit(p)).toEqual({ frames: 42, releasedUpTo: 2n ** 63n }) },
+    EVENTS: {
+      parts: encodeEvents(events),
+      check: (p) => expect(decodeEvents(p)).toEqual(events.map((e) => ({ ...e, data: Buffer.from(e.data) }))),
+    },
+    COMMIT: {
+      parts: [encodeCommit({ frames: 42, releasedUpTo: 2n ** 63n, digest: Buffer.alloc(32, 7) })],
+      check: (p) => expect(decodeCommit(p)).toEqual({ frames: 42, releasedUpTo: 2n ** 63n, digest: Buffer.alloc(32, 7) }),
+    },
     ACK: { parts: [], check: (p) => expect(p.length).toBe(0) },
     CANCEL: { parts: [encodeCancel('guest paused')], check: (p) => expect(decodeCancel(p)).toBe('guest paused') },
     HEARTBEAT: { parts: [encodeHeartbeat(123456789n)], check: (p) => expect(decodeHeartbeat(p)).toBe(123456789n) },
@@ -344,6 +358,18 @@ describe('decoder robustness', () => {
     expectProtocolError(() => decodePages(lying), 'MALFORMED');
     expectProtocolError(() => decodeHello(samples.HELLO.parts[0].subarray(0, 20) as Buffer), 'MALFORMED');
     expectProtocolError(() => decodeCommit(Buffer.concat([concat(samples.COMMIT.parts), Buffer.from([0])])), 'MALFORMED');
+    expectProtocolError(() => decodeCommit(concat(samples.COMMIT.parts).subarray(0, 20)), 'MALFORMED');
+    const events = concat(samples.EVENTS.parts);
+    expectProtocolError(() => decodeEvents(events.subarray(0, events.length - 1)), 'MALFORMED');
+    const many = Buffer.from(events);
+    many.writeUInt32BE(0x1000_0000, 0); // a count the payload cannot hold: refused before allocating
+    expectProtocolError(() => decodeEvents(many), 'MALFORMED');
+    const badKind = Buffer.from(events);
+    badKind[4] = 9;
+    expectProtocolError(() => decodeEvents(badKind), 'MALFORMED');
+    const badPort = Buffer.from(events);
+    badPort[5] = 4; // serial ports are 0..3
+    expectProtocolError(() => decodeEvents(badPort), 'MALFORMED');
     const disk = concat(encodeDisk([{ offset: 0, data: randomBytes(10) }]));
     disk.writeUInt32BE(0x1000_0000, 0); // extent count far beyond the bytes present
     expectProtocolError(() => decodeDisk(disk), 'MALFORMED');
