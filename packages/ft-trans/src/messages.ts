@@ -8,8 +8,9 @@
 //   HELLO_ACK        the same fields for the server, then proof[32]
 //   HELLO_PROOF      proof[32]
 //   HELLO_DONE       (empty)
-//   FULL_SYNC_BEGIN  u64 ramBytes, u64 deviceBytes, u64 diskBytes
-//   FULL_SYNC_CHUNK  u8 section, u64 offset, u64 doneBytes, u64 totalBytes, data...
+//   FULL_SYNC_BEGIN  u64 ramBytes, u64 deviceBytes (of the first device state), u64 diskBytes
+//   FULL_SYNC_CHUNK  u8 section, u64 offset, u64 doneBytes, u64 totalBytes, data... (a
+//                    DEVICE_STATE chunk is a whole state; a later one replaces an earlier)
 //   FULL_SYNC_END    u64 totalBytes, u32 chunks
 //   PAGES            u32 count, u32 pageNumber[count], count x 4096 bytes of page data
 //   DISK             u32 count, (u64 offset, u32 length)[count], data of all extents

@@ -13,7 +13,9 @@
  *                 mode the primary's state digest
  * The full sync that starts FT is the same DEVICE_STATE plus all of RAM and the whole disk
  * as FULL_SYNC_CHUNKs, and the secondary ACKs it like a checkpoint of epoch 0 (or of the
- * epoch the primary continues from, after a re-protect).
+ * epoch the primary continues from, after a re-protect). A running guest that takes a new
+ * secondary (re-protect) is synced live: RAM and disk stream while it runs, then a short
+ * final pause sends the pages and blocks it changed meanwhile and its device state again.
  */
 import { createHash } from 'node:crypto';
 import { writeSync } from 'node:fs';

@@ -186,7 +186,7 @@ export class FtPrimary {
         try {
           const ch = await this.connectTo(target);
           this.syncWanted = ch;
-          this.o.pc.machine.pause();
+          this.o.pc.machine.pause(); // the run loop starts the live sync
           break;
         } catch {
           await new Promise((r) => setTimeout(r, 500));
@@ -200,11 +200,22 @@ export class FtPrimary {
    * Send the whole VM (RAM, devices, disk) with the guest stopped, and wait for the
    * secondary to commit it. Then outputs are held from the next epoch on.
    */
-  private async fullSync(ch: FtChannel): Promise<void> {
+  private async fullSync(ch: FtChannel, live = false): Promise<void> {
     const { pc, tap, log } = this.o;
     const m = pc.machine;
     const cpu = m.cpu;
     this.state = 'syncing';
+    // Live (a running guest taking a new secondary): the guest runs while RAM and disk
+    // stream; what it changes meanwhile goes again in a short final pause.
+    let diskTouched: Set<number> | undefined;
+    let untrack: (() => void) | undefined;
+    if (live) {
+      cpu.exports.dirty_reset();
+      diskTouched = new Set();
+      const touched = diskTouched;
+      untrack = m.hooks.on('blockWrite', (offset, data) => addBlocks(touched, offset, data.length));
+      ch.on('close', () => { if (this.state === 'syncing') this.syncAborted = true; });
+    }
     const epoch = tap.epoch - 1n; // what the secondary will have committed: everything so far
     const t0 = performance.now();
     this.crashOnSyncBytes = this.crash?.step === 'sync' ? this.crash.bytes : -1;
@@ -212,7 +223,7 @@ export class FtPrimary {
     const devState = this.deviceState(epoch, true);
     const disk = pc.opts.disk;
     const diskBytes = disk?.size ?? 0;
-    const total = devState.length + cpu.ramBytes + diskBytes;
+    let total = devState.length + cpu.ramBytes + diskBytes;
     log.info({ event: 'ft-sync-start', epoch, ramBytes: cpu.ramBytes, diskBytes, peer: ch.remote }, `FT: full sync to ${ch.remote}: ${(total / 1048576).toFixed(1)} MiB`);
     ch.send(MessageType.FULL_SYNC_BEGIN, epoch, [encodeFullSyncBegin({ ramBytes: cpu.ramBytes, deviceBytes: devState.length, diskBytes })]);
     let chunks = 0;
@@ -233,16 +244,43 @@ export class FtPrimary {
     // RAM: zero chunks are skipped (the secondary starts from zeros), as most of a fresh guest's are.
     const ram = cpu.ram;
     for (let off = 0; off < ram.length; off += SYNC_CHUNK) {
+      if (this.syncAborted) break;
       const chunk = ram.subarray(off, Math.min(off + SYNC_CHUNK, ram.length));
       if (isZero(chunk)) { done += chunk.length; continue; }
-      await send(SyncSection.RAM, off, chunk);
+      // A live sync copies: the guest runs on while the socket still holds the chunk.
+      await send(SyncSection.RAM, off, live ? Buffer.from(chunk) : chunk);
     }
     if (disk) {
-      for (let off = 0; off < diskBytes; off += SYNC_CHUNK) {
+      for (let off = 0; off < diskBytes && !this.syncAborted; off += SYNC_CHUNK) {
         const chunk = new Uint8Array(Math.min(SYNC_CHUNK, diskBytes - off));
         disk.read(off, chunk);
         await send(SyncSection.DISK, off, chunk);
       }
+    }
+    if (live) {
+      // The final pause: stop the guest at an instruction boundary, then send what it
+      // changed during the stream and its state as of now.
+      await new Promise<void>((resolve) => { this.syncFinal = resolve; m.pause(); });
+      untrack!();
+      if (this.syncAborted || ch.closed) {
+        this.syncAborted = false;
+        throw new Error(`the new secondary ${ch.remote} went away during the full sync`);
+      }
+      const pages = cpu.state.dirtyPages().sort();
+      const finalState = this.deviceState(epoch, true);
+      total = done + pages.length * PAGE + diskTouched!.size * 512 + finalState.length;
+      const staging = Buffer.allocUnsafe(pages.length * PAGE);
+      for (let i = 0; i < pages.length; i++) {
+        staging.set(ram.subarray(pages[i] * PAGE, (pages[i] + 1) * PAGE), i * PAGE);
+        await send(SyncSection.RAM, pages[i] * PAGE, staging.subarray(i * PAGE, (i + 1) * PAGE));
+      }
+      for (const b of [...diskTouched!].sort((x, y) => x - y)) {
+        const block = new Uint8Array(512);
+        disk!.read(b * 512, block);
+        await send(SyncSection.DISK, b * 512, block);
+      }
+      await send(SyncSection.DEVICE_STATE, 0, finalState);
+      log.info({ event: 'ft-sync-final', pages: pages.length, diskBlocks: diskTouched!.size }, `FT: full sync final pause: ${pages.length} pages, ${diskTouched!.size} disk blocks`);
     }
     ch.send(MessageType.FULL_SYNC_END, epoch, [encodeFullSyncEnd({ totalBytes: total, chunks })]);
     // From here the secondary has the state as of now: track what changes after it.
@@ -252,11 +290,25 @@ export class FtPrimary {
     this.inFlight.push(epoch);
     tap.hold(epoch);
     this.state = 'protected';
+    const protectedNow = () => {
+      log.info({ event: 'ft-protected', epoch, live, ms: Math.round(performance.now() - t0), bytes: total }, `FT: protected by ${ch.remote} (full sync ${Math.round(performance.now() - t0)} ms)`);
+      this.armInterval();
+    };
+    if (live) {
+      // The guest runs on at once: its outputs are held from here, and the sync's ACK
+      // releases nothing it has not already released while alone.
+      protectedNow();
+      return;
+    }
     await this.waitAcked(epoch);
     if (this.state !== 'protected') throw new Error('the secondary went away during the full sync');
-    log.info({ event: 'ft-protected', epoch, ms: Math.round(performance.now() - t0), bytes: total }, `FT: protected by ${ch.remote} (full sync ${Math.round(performance.now() - t0)} ms)`);
-    this.armInterval();
+    protectedNow();
   }
+
+  /** A live full sync is running, and set when it waits for its final pause. */
+  private liveSync: Promise<void> | undefined;
+  private syncFinal: (() => void) | undefined;
+  private syncAborted = false;
 
   private crashOnSyncBytes = -1;
   private syncSent = 0;
@@ -303,6 +355,7 @@ export class FtPrimary {
 
   private onPeerLost(err: Error | null): void {
     this.channel = undefined;
+    if (this.state === 'syncing' && this.liveSync) { this.syncAborted = true; return; }
     if (this.state !== 'protected' && this.state !== 'syncing') return;
     if (this.intervalTimer) clearInterval(this.intervalTimer);
     this.state = 'peer-lost';
@@ -447,15 +500,27 @@ export class FtPrimary {
     statsTimer.unref();
     try {
       for (;;) {
-        if (this.syncWanted) {
+        if (this.syncWanted && !this.liveSync) {
           const ch = this.syncWanted;
           this.syncWanted = undefined;
-          try {
-            await this.fullSync(ch);
-          } catch (e) {
-            log.error({ event: 'ft-sync-failed' }, `FT: full sync failed: ${(e as Error).message}`);
-            if (this.state !== 'alone') this.declareAlone('the full sync to the new secondary failed');
-          }
+          // The guest keeps running while the new secondary gets its copy.
+          this.liveSync = this.fullSync(ch, true)
+            .catch((e: unknown) => {
+              log.error({ event: 'ft-sync-failed' }, `FT: full sync failed: ${(e as Error).message}`);
+              ch.destroy();
+              this.channel = undefined;
+              this.state = 'alone';
+              this.startReprotect();
+            })
+            .finally(() => { this.liveSync = undefined; });
+        }
+        if (this.syncFinal) {
+          // The live sync's final pause: the guest is stopped here until it is done.
+          const go = this.syncFinal;
+          this.syncFinal = undefined;
+          go();
+          await this.liveSync;
+          continue;
         }
         if (this.checkpointWanted && this.state === 'protected') {
           if (this.inFlight.length >= this.o.ft.maxUnacked) {

@@ -239,11 +239,17 @@ export class FtSecondary {
     s.received += c.data.length;
     switch (c.section) {
       case SyncSection.DEVICE_STATE: {
-        if (c.offset !== s.device.reduce((a, d) => a + d.length, 0) || c.offset + c.data.length > s.deviceBytes) {
-          throw new ProtocolError('MALFORMED', 'FULL_SYNC device state out of order');
+        // Each is a whole state: the first builds the machine; a later one (a live sync's
+        // final pause) replaces it, on the same machine.
+        if (c.offset !== 0 || c.data.length > 64 << 20) throw new ProtocolError('MALFORMED', 'FULL_SYNC device state must be one whole chunk');
+        if (s.device.length === 0) {
+          this.machineFor(Buffer.from(c.data), s.ramBytes);
+        } else {
+          const state = decodeSnapshot(Buffer.from(c.data));
+          if (JSON.stringify(state.meta?.config) !== JSON.stringify(this.config)) throw new ProtocolError('MALFORMED', 'FULL_SYNC device states disagree on the machine');
+          this.stagedSyncState = state;
         }
         s.device.push(Buffer.from(c.data));
-        if (c.offset + c.data.length === s.deviceBytes) this.machineFor(Buffer.concat(s.device), s.ramBytes);
         return;
       }
       case SyncSection.RAM: {
@@ -298,7 +304,6 @@ export class FtSecondary {
     } else {
       this.pc.machine.cpu.ram.fill(0);
     }
-    this.sync!.device = [deviceBytes];
     this.boot = meta.boot;
     this.stagedSyncState = state;
   }
