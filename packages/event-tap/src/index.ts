@@ -104,7 +104,7 @@ export class EventTap {
   /** Whether outputs of `epoch` are held now (cut, not yet released). */
   holdsEpoch(epoch: bigint): boolean { return this.held.some((h) => h.epoch === epoch); }
   /** Outputs produced in the current epoch so far. */
-  get pendingEvents(): number { return this.currentEvents.length; }
+  get pendingEvents(): number { return this.currentEvents.length + (this.serialRun ? 1 : 0); }
 
   /** A NIC backend whose send goes through the tap; frames received pass straight in. */
   netBackend(real: NetBackend): NetBackend {
@@ -130,11 +130,35 @@ export class EventTap {
       this.emit(e);
       return;
     }
-    const copy = { kind: e.kind, port: e.port, data: e.data.slice() };
-    this.currentEvents.push(copy);
-    this.currentBytes += copy.data.length;
-    if (this.releaseEarly) this.emit(copy);
-    if (this.currentEvents.length === 1) this.onOutput?.();
+    if (this.releaseEarly) this.emit({ kind: e.kind, port: e.port, data: e.data.slice() });
+    const first = this.currentEvents.length === 0 && this.serialRun === undefined;
+    if (e.kind === EventKind.SERIAL) {
+      // A UART sends byte by byte: consecutive bytes for one port become one event.
+      if (this.serialRun && this.serialRun.port !== e.port) this.closeSerialRun();
+      const run = (this.serialRun ??= { port: e.port, bytes: new Uint8Array(64), length: 0 });
+      if (run.length + e.data.length > run.bytes.length) {
+        const grown = new Uint8Array(Math.max(run.bytes.length * 2, run.length + e.data.length));
+        grown.set(run.bytes.subarray(0, run.length));
+        run.bytes = grown;
+      }
+      run.bytes.set(e.data, run.length);
+      run.length += e.data.length;
+    } else {
+      this.closeSerialRun();
+      this.currentEvents.push({ kind: e.kind, port: e.port, data: e.data.slice() });
+    }
+    this.currentBytes += e.data.length;
+    if (first) this.onOutput?.();
+  }
+
+  /** Serial bytes gathered for one port, not yet an event. */
+  private serialRun: { port: number; bytes: Uint8Array; length: number } | undefined;
+
+  private closeSerialRun(): void {
+    const run = this.serialRun;
+    if (!run) return;
+    this.serialRun = undefined;
+    this.currentEvents.push({ kind: EventKind.SERIAL, port: run.port, data: run.bytes.slice(0, run.length) });
   }
 
   private emit(e: HeldEvent): void {
@@ -147,6 +171,7 @@ export class EventTap {
    * outputs stay held until release(epoch) or later; its disk writes go to the caller.
    */
   cut(): EpochOutput {
+    this.closeSerialRun();
     const out: EpochOutput = { epoch: this.current, events: this.currentEvents, diskWrites: this.currentDisk, eventBytes: this.currentBytes };
     if (this.mode === 'hold' && out.events.length > 0) {
       this.held.push({ epoch: out.epoch, events: out.events, bytes: out.eventBytes });
@@ -161,7 +186,7 @@ export class EventTap {
 
   /** Epoch numbering continues from `epoch` (the next epoch produced will be epoch + 1). */
   startAfter(epoch: bigint): void {
-    if (this.currentEvents.length > 0 || this.held.length > 0) throw new Error('EventTap.startAfter with outputs held');
+    if (this.currentEvents.length > 0 || this.serialRun || this.held.length > 0) throw new Error('EventTap.startAfter with outputs held');
     this.current = epoch + 1n;
     this.released = epoch;
     this.currentDisk = [];
@@ -190,6 +215,7 @@ export class EventTap {
    */
   passThrough(): void {
     for (const h of this.held) if (!this.releaseEarly) for (const e of h.events) this.emit(e);
+    this.closeSerialRun();
     if (!this.releaseEarly) for (const e of this.currentEvents) this.emit(e);
     this.held.length = 0;
     this.heldTotal = 0;

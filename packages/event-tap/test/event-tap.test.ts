@@ -53,6 +53,27 @@ describe('event-tap', () => {
     expect(out.at(-1)).toBe('net:f3');
   });
 
+  it('gathers a UART\'s byte-by-byte output into one event per run, in order with frames', () => {
+    const { out, sinks } = sinkLog();
+    const tap = new EventTap({ sinks });
+    tap.hold(0n);
+    for (const c of 'hello') tap.serial(0, bytes(c));
+    tap.net(bytes('f'));
+    tap.serial(0, bytes('!'));
+    tap.serial(1, bytes('?'));
+    const e = tap.cut();
+    expect(e.events.map((x) => `${x.kind}/${x.port}/${Buffer.from(x.data).toString()}`)).toEqual([
+      `${EventKind.SERIAL}/0/hello`, `${EventKind.NET}/0/f`, `${EventKind.SERIAL}/0/!`, `${EventKind.SERIAL}/1/?`,
+    ]);
+    expect(e.eventBytes).toBe(8);
+    tap.release(1n);
+    expect(out).toEqual(['com1:hello', 'net:f', 'com1:!', 'com2:?']);
+    // A long run grows past its first buffer.
+    const long = 'x'.repeat(1000);
+    for (const c of long) tap.serial(0, bytes(c));
+    expect(Buffer.from(tap.cut().events[0].data).toString()).toBe(long);
+  });
+
   it('keeps its own copy: a device reusing its buffer does not change held output', () => {
     const { out, sinks } = sinkLog();
     const tap = new EventTap({ sinks });
