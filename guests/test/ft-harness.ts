@@ -8,12 +8,17 @@
  *   startFtPair(opts): FtPair        a secondary listening on a free port, then a primary
  *                                    restored from postBootState() connecting to it; both
  *                                    log JSON lines (pino) to stderr, collected per process
+ *   startSecondary(opts), startPrimary(opts)  one side at a time (a third process for
+ *                                    re-protect, a secondary alone for bad peers)
+ *   FtProcess's `wrap` / FtPairOptions.wrap  a command prefix, e.g. `ip netns exec NS`
+ *   new ConsoleObserver(unixPath)    the observer on a Unix socket instead (reachable from
+ *                                    another network namespace through a socat relay)
  *   records(text) / checkRecords()   the numbered console records of the output-commit test
  *                                    and the two properties it asserts
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,8 +32,10 @@ export class FtProcess {
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly name: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(FTX86, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  /** `wrap`: a command that execs the rest (`ip netns exec NS`), so signals still reach ftx86. */
+  constructor(readonly name: string, args: string[], env: NodeJS.ProcessEnv = {}, wrap: readonly string[] = []) {
+    const argv = [...wrap, FTX86, ...args];
+    this.child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.child.stdout!.on('data', (d) => { this.stdout += d; this.notify(); });
     this.child.stderr!.on('data', (d) => { this.stderr += d; this.notify(); });
     this.child.on('exit', (code, signal) => { this.exit = { code, signal }; this.notify(); });
@@ -81,9 +88,10 @@ export class ConsoleObserver {
   readonly connections: { socket: Socket; text: string }[] = [];
   private server: Server;
   private readonly waiters = new Set<() => void>();
+  /** The TCP port (0 when listening on a Unix socket). */
   readonly ready: Promise<number>;
 
-  constructor() {
+  constructor(unixPath?: string) {
     this.server = createServer((socket) => {
       const c = { socket, text: '' };
       this.connections.push(c);
@@ -91,7 +99,9 @@ export class ConsoleObserver {
       socket.on('error', () => {});
       this.notify();
     });
-    this.ready = new Promise((resolve) => this.server.listen(0, '127.0.0.1', () => resolve((this.server.address() as { port: number }).port)));
+    this.ready = unixPath !== undefined
+      ? new Promise((resolve) => this.server.listen(unixPath, () => resolve(0)))
+      : new Promise((resolve) => this.server.listen(0, '127.0.0.1', () => resolve((this.server.address() as { port: number }).port)));
   }
 
   private notify(): void { for (const w of [...this.waiters]) w(); }
@@ -129,6 +139,10 @@ export interface FtPairOptions {
   secondaryArgs?: string[];
   primaryEnv?: NodeJS.ProcessEnv;
   secondaryEnv?: NodeJS.ProcessEnv;
+  /** Where the primary connects instead of the secondary (a proxy in between); given the secondary's port. */
+  peerFor?: (secondaryPort: number) => Promise<string> | string;
+  /** A command prefix for both processes (`ip netns exec NS`). */
+  wrap?: string[];
 }
 
 export interface FtPair {
@@ -136,6 +150,10 @@ export interface FtPair {
   secondary: FtProcess;
   /** The secondary's own disk image (a copy the full sync overwrites). */
   secondaryDisk: string;
+  /** The shared key file (for more secondaries). */
+  key: string;
+  /** Where the secondary listens. */
+  secondaryPort: number;
   state: PostBootState;
   dir: string;
   kill(): void;
@@ -151,26 +169,69 @@ export function makeKeyFile(dir: string): string {
   return path;
 }
 
+/** A disk image for a secondary: any image of the right size, as the full sync writes the primary's over it. */
+export function secondaryDiskFor(state: PostBootState, path: string): string {
+  copyFileSync(state.diskPath, path);
+  chmodSync(path, 0o600);
+  writeFileSync(path, Buffer.from('not synced yet'), { flag: 'r+' });
+  return path;
+}
+
+export interface SecondaryOptions {
+  name?: string;
+  key: string;
+  disk: string;
+  observerPort: number;
+  /** Default 0: any free port (read it from the ft-listening log line). */
+  listenPort?: number;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  wrap?: string[];
+}
+
+/** Start a secondary; resolves once it listens. */
+export async function startSecondary(o: SecondaryOptions): Promise<{ secondary: FtProcess; port: number }> {
+  const secondary = new FtProcess(o.name ?? 'secondary', [
+    'run', '--ft', 'secondary', '--listen', `127.0.0.1:${o.listenPort ?? 0}`, '--ft-key', o.key, '--disk', o.disk,
+    '--serial', `tcp:127.0.0.1:${o.observerPort}`, '--debugcon', 'none', ...FT_TEST_TIMING, ...(o.args ?? []),
+  ], o.env, o.wrap);
+  const listening = await secondary.waitEvent('ft-listening', 30_000);
+  return { secondary, port: listening.port as number };
+}
+
+export interface PrimaryOptions {
+  state: PostBootState;
+  key: string;
+  /** HOST:PORT of the secondary (or of a proxy in front of it). */
+  peer: string;
+  observerPort: number;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  wrap?: string[];
+}
+
+/** A primary that restores the post-boot guest and syncs it to `peer`. */
+export function startPrimary(o: PrimaryOptions): FtProcess {
+  return new FtProcess('primary', [
+    ...o.state.restoreArgs, '--ft', 'primary', '--peer', o.peer, '--ft-key', o.key,
+    '--serial', `tcp:127.0.0.1:${o.observerPort}`, '--debugcon', 'none', ...FT_TEST_TIMING, ...(o.args ?? []),
+  ], o.env, o.wrap);
+}
+
 /** Start a secondary, then a primary that restores the post-boot guest and syncs to it. */
 export async function startFtPair(o: FtPairOptions): Promise<FtPair> {
   const state = await postBootState();
   const dir = mkdtempSync(join(tmpdir(), 'ftx86-ft-'));
   const key = makeKeyFile(dir);
-  const secondaryDisk = join(dir, 'secondary.img');
-  // Any image of the right size: the full sync writes the primary's disk over it.
-  copyFileSync(state.diskPath, secondaryDisk);
-  writeFileSync(secondaryDisk, Buffer.from('not synced yet'), { flag: 'r+' });
-  const serial = `tcp:127.0.0.1:${o.observerPort}`;
-  const secondary = new FtProcess('secondary', [
-    'run', '--ft', 'secondary', '--listen', '127.0.0.1:0', '--ft-key', key, '--disk', secondaryDisk,
-    '--serial', serial, '--debugcon', 'none', ...FT_TEST_TIMING, ...(o.common ?? []), ...(o.secondaryArgs ?? []),
-  ], o.secondaryEnv);
-  const listening = await secondary.waitEvent('ft-listening', 30_000);
-  const primary = new FtProcess('primary', [
-    ...state.restoreArgs, '--ft', 'primary', '--peer', `127.0.0.1:${listening.port as number}`, '--ft-key', key,
-    '--serial', serial, '--debugcon', 'none', ...FT_TEST_TIMING, ...(o.common ?? []), ...(o.primaryArgs ?? []),
-  ], o.primaryEnv);
-  return { primary, secondary, secondaryDisk, state, dir, kill: () => { primary.kill(); secondary.kill(); } };
+  const secondaryDisk = secondaryDiskFor(state, join(dir, 'secondary.img'));
+  const { secondary, port } = await startSecondary({
+    key, disk: secondaryDisk, observerPort: o.observerPort, args: [...(o.common ?? []), ...(o.secondaryArgs ?? [])], env: o.secondaryEnv, wrap: o.wrap,
+  });
+  const peer = o.peerFor ? await o.peerFor(port) : `127.0.0.1:${port}`;
+  const primary = startPrimary({
+    state, key, peer, observerPort: o.observerPort, args: [...(o.common ?? []), ...(o.primaryArgs ?? [])], env: o.primaryEnv, wrap: o.wrap,
+  });
+  return { primary, secondary, secondaryDisk, key, secondaryPort: port, state, dir, kill: () => { primary.kill(); secondary.kill(); } };
 }
 
 // ---- numbered records: the output-commit test's workload ----------------------------------

@@ -1,0 +1,150 @@
+// Fault tolerance and the network, end to end with real Linux networking: the Debian guest
+// (restored from the post-boot state) serves a file with busybox httpd to a host client in
+// a network namespace this test makes; the primary is SIGKILLed in the middle of the
+// download; the secondary takes over the guest's network position and the download
+// finishes with the checksum the guest computed. The guest's shell then still answers on
+// the secondary's console.
+//
+// Inside the namespace: a socat bridge between a TAP device (the host side, 10.0.2.2/24)
+// and UDP on loopback, and both ftx86 processes with `--net udp:EMU:127.0.0.1:BRIDGE`, so
+// the guest's network position is UDP port EMU, which the secondary binds once the primary
+// is gone (packages/emulator/src/net/tap.ts). The console observer lives in the test's own
+// namespace on a Unix socket; a socat relay in the namespace carries each ftx86's
+// `--serial tcp:` connection to it, one connection per VM.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OUT_DIR, POST_BOOT_GUEST_IP } from './linux-guest.ts';
+import { ConsoleObserver, startFtPair, type FtPair } from './ft-harness.ts';
+
+const built = existsSync(join(OUT_DIR, 'bzImage'));
+
+/** Root, the tools, a TUN device and permission to make a namespace. */
+function canMakeNamespaces(): boolean {
+  if (process.getuid?.() !== 0 || !existsSync('/dev/net/tun')) return false;
+  for (const tool of ['ip', 'socat']) if (spawnSync('which', [tool]).status !== 0) return false;
+  const probe = `ftx86-probe${process.pid}`;
+  if (spawnSync('ip', ['netns', 'add', probe]).status !== 0) return false;
+  spawnSync('ip', ['netns', 'delete', probe]);
+  return true;
+}
+
+const ready = built && canMakeNamespaces();
+
+// Fixed ports: the namespace is new, nothing else binds in it.
+const CONSOLE_RELAY_PORT = 7000;
+const EMU_PORT = 7101;
+const BRIDGE_PORT = 7102;
+const TAP = 'ftft0';
+const HOST_IP = '10.0.2.2';
+const BLOB_KIB = 3072;
+
+function sh(args: string[]): void {
+  const r = spawnSync(args[0], args.slice(1), { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
+}
+
+/** The download, in the namespace: node's http, reporting progress and the final checksum. */
+const CLIENT = `
+  const http = require('http'); const crypto = require('crypto');
+  const h = crypto.createHash('md5'); let n = 0; let shown = 0;
+  http.get(process.argv[1], (res) => {
+    res.on('data', (d) => { h.update(d); n += d.length; if (n - shown >= 16384) { shown = n; console.log('GOT', n); } });
+    res.on('end', () => { console.log('DONE', res.statusCode, n, h.digest('hex')); });
+  }).on('error', (e) => { console.log('ERROR', e.message); process.exitCode = 1; });`;
+
+describe.skipIf(!ready)('FT on the Debian guest: a download across failover (TAP in a network namespace)', () => {
+  const ns = `ftx86-ft${process.pid}`;
+  let dir: string;
+  const helpers: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ftx86-ft-net-'));
+    sh(['ip', 'netns', 'add', ns]);
+    sh(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
+  });
+
+  afterAll(() => {
+    for (const h of helpers) h.kill('SIGKILL');
+    // Anything left in the namespace (an ftx86 or socat a failed test left behind) goes with it.
+    const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean);
+    for (const pid of pids) spawnSync('kill', ['-9', pid]);
+    spawnSync('ip', ['netns', 'delete', ns]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function inNamespace(args: string[]): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', ns, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.on('error', () => {});
+    helpers.push(child);
+    return child;
+  }
+
+  async function until(what: string, ms: number, check: () => boolean): Promise<void> {
+    const end = Date.now() + ms;
+    while (!check()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  it('the primary dies mid-download; the download finishes with the right checksum and the shell still answers', async () => {
+    const observerPath = join(dir, 'console.sock');
+    const observer = new ConsoleObserver(observerPath);
+    await observer.ready;
+    inNamespace(['socat', `TCP-LISTEN:${CONSOLE_RELAY_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${observerPath}`]);
+    inNamespace(['socat', `TUN,tun-type=tap,tun-name=${TAP},iff-up,iff-no-pi`, `UDP-DATAGRAM:127.0.0.1:${EMU_PORT},bind=127.0.0.1:${BRIDGE_PORT}`]);
+    await until('the TAP device', 10_000, () => spawnSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'show', TAP]).status === 0);
+    sh(['ip', 'netns', 'exec', ns, 'ip', 'addr', 'add', `${HOST_IP}/24`, 'dev', TAP]);
+    sh(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', TAP, 'up']);
+
+    let pair: FtPair | undefined;
+    try {
+      pair = await startFtPair({
+        observerPort: CONSOLE_RELAY_PORT,
+        common: ['--net', `udp:${EMU_PORT}:127.0.0.1:${BRIDGE_PORT}`],
+        wrap: ['ip', 'netns', 'exec', ns],
+      });
+      await pair.primary.waitEvent('ft-protected', 60_000);
+      await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
+      observer.type('\n');
+      await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+      observer.type(`mkdir -p /www && dd if=/dev/urandom of=/www/blob bs=1024 count=${BLOB_KIB} 2>/dev/null && md5sum /www/blob && httpd -p 80 -h /www && echo SERV""ING\n`);
+      const guestSum = await observer.waitFor('the file\'s checksum', 60_000, () => {
+        const m = /^([0-9a-f]{32})  \/www\/blob\r?\n(?:.*\n)*?SERVING\r?$/m.exec(observer.all);
+        return m?.[1];
+      });
+
+      const client = inNamespace([process.execPath, '-e', CLIENT, `http://${POST_BOOT_GUEST_IP}/blob`]);
+      let out = '';
+      client.stdout!.on('data', (d) => { out += d; });
+      const got = () => Math.max(0, ...[...out.matchAll(/^GOT (\d+)$/gm)].map((m) => Number(m[1])));
+      const total = BLOB_KIB * 1024;
+      await until('a quarter of the download', 120_000, () => got() >= total / 4 || /^(DONE|ERROR)/m.test(out));
+      const atKill = got();
+      pair.primary.kill('SIGKILL');
+      expect(out, 'the download ended before the primary was killed').not.toMatch(/^(DONE|ERROR)/m);
+
+      await pair.primary.waitExit(10_000);
+      await pair.secondary.waitEvent('ft-failover', 30_000);
+      await pair.secondary.waitEvent('ft-net-attached', 30_000);
+      const exit = await new Promise<number | null>((resolve) => {
+        const timer = setTimeout(() => { client.kill('SIGKILL'); }, 150_000);
+        client.on('exit', (code) => { clearTimeout(timer); resolve(code); });
+      });
+      expect(out.trim().split('\n').pop(), out.slice(-500)).toBe(`DONE 200 ${total} ${guestSum}`);
+      expect(exit).toBe(0);
+      expect(atKill).toBeLessThan(total);
+
+      // The guest's shell answers on the secondary's console.
+      expect(observer.connections.length).toBe(2);
+      observer.type('echo still-$((40+2))\n');
+      await observer.waitFor('the shell on the secondary', 30_000, () => (/^still-42\r?$/m.test(observer.connections[1].text) ? true : undefined));
+    } finally {
+      pair?.kill();
+      observer.close();
+    }
+  }, 300_000);
+});
