@@ -247,6 +247,24 @@ describe.skipIf(!built)('FT: bad peers against a real secondary process', () => 
       await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
       observer.type('echo protected-$((6*7))\n');
       await observer.waitFor('the command\'s output', 30_000, () => (/^protected-42\r?$/m.test(observer.all) ? true : undefined));
+
+      // While it protects a primary: garbage, a wrong version, and a second primary with the
+      // right key are all turned away, and the protected link does not notice.
+      const n = refusals(secondary);
+      const garbage = await RawPeer.open(port);
+      garbage.socket.write(randomBytes(100));
+      await garbage.closed;
+      await expect(connect({ port, key: loadKeyFile(key), logger: quiet, version: 2 })).rejects.toMatchObject({ code: 'BAD_VERSION' });
+      await secondary.waitFor('two refusals', 15_000, () => (refusals(secondary) >= n + 2 ? true : undefined));
+      const intruder = await connect({ port, key: loadKeyFile(key), logger: quiet, local: { role: Role.PRIMARY, node: 'second-primary' } });
+      intruder.on('error', () => {});
+      await new Promise<void>((r) => (intruder.closed ? r() : intruder.once('close', () => r())));
+      expect(secondary.events('ft-second-primary')).toHaveLength(1);
+      observer.type('echo still-$((6*7))\n');
+      await observer.waitFor('output after the intruders', 30_000, () => (/^still-42\r?$/m.test(observer.all) ? true : undefined));
+      expect(primary.events('ft-peer-lost')).toEqual([]);
+      expect(secondary.events('ft-failover-start')).toEqual([]);
+      expect(secondary.events('ft-sync-done')).toHaveLength(1);
     } finally {
       primary.kill();
     }
