@@ -441,19 +441,22 @@ export class FtSecondary {
     this.log.warn({ event: 'ft-failover-start', epoch: this.committed, why }, `FT: the primary is gone (${why}); taking over from epoch ${this.committed}`);
     const serial = this.host.openSerial((b) => { pc.serialIn(0, b); pc.machine.kick(); });
     this.serialSink = (b) => serial.write(b);
-    // The guest's network position: the primary's UDP port is free once it is dead; under a
-    // partition it may still be held, so keep trying in the background (the cable is out meanwhile).
-    if (this.host.openNet && pc.virtioNet) this.attachNet(this.host.openNet);
-    // Re-release what the primary may not have released: at least once, in order.
+    // Re-release what the primary may not have released: at least once, in order. Frames
+    // wait for the network backend, which opens asynchronously (attachNet sends them first).
     let rereleased = 0;
+    const frames: Uint8Array[] = [];
     for (const k of this.kept) {
       for (const e of k.events) {
-        if (e.kind === EventKind.NET) this.netSink?.send(e.data);
+        if (e.kind === EventKind.NET) frames.push(e.data);
         else if (e.port === 0) serial.write(e.data);
         rereleased++;
       }
     }
     this.kept = [];
+    // The guest's network position, before the guest runs (its first frames would be lost
+    // otherwise): the primary's UDP port is free once it is dead; under a partition it may
+    // still be held, so keep trying in the background (the cable is out meanwhile).
+    if (this.host.openNet && pc.virtioNet) await this.attachNet(this.host.openNet, frames);
     const primary = new FtPrimary({ pc, tap, ft: this.ft, log: this.log, boot: this.boot ?? null, startAlone: true });
     primary.knownGuestIp = this.guestIp;
     tap.setOnOutput(() => primary.onOutput());
@@ -473,12 +476,18 @@ export class FtSecondary {
     }
   }
 
-  private attachNet(open: () => Promise<NetBackend>): void {
+  /**
+   * Open the network backend, send `rereleased` on it, then announce the guest. Resolves after
+   * the first attempt; while the port is busy, later attempts go on in the background.
+   */
+  private attachNet(open: () => Promise<NetBackend>, rereleased: readonly Uint8Array[]): Promise<void> {
     const mac = parseMac(this.config!.net!.mac);
     const tryOpen = async (attempt: number): Promise<void> => {
       try {
         const net = await open();
         net.onFrame((frame) => { this.netReceiver?.(frame); });
+        // Before the guest's new frames: these are older.
+        for (const frame of rereleased) net.send(frame);
         this.netSink = net;
         // Tell the network the guest is here now: a few times, as a switch may miss one.
         for (const delay of [0, 50, 200]) {
@@ -490,6 +499,6 @@ export class FtSecondary {
         if (!this.done) setTimeout(() => void tryOpen(attempt + 1), 250).unref();
       }
     };
-    void tryOpen(0);
+    return tryOpen(0);
   }
 }
