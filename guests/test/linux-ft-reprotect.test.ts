@@ -41,7 +41,8 @@ describe.skipIf(!built)('FT on the Debian guest: re-protect after a failover', (
     const observer = new ConsoleObserver();
     const observerPort = await observer.ready;
     const thirdPort = await freeTcpPort();
-    const pair = await startFtPair({ observerPort, secondaryArgs: ['--ft-reprotect', `127.0.0.1:${thirdPort}`] });
+    // Verify mode throughout: the survivor's checkpoints to the third carry its digest too.
+    const pair = await startFtPair({ observerPort, common: ['--ft-verify-every', '5'], secondaryArgs: ['--ft-reprotect', `127.0.0.1:${thirdPort}`] });
     let third: FtProcess | undefined;
     try {
       ({ secondary: third } = await startSecondary({
@@ -78,7 +79,11 @@ describe.skipIf(!built)('FT on the Debian guest: re-protect after a failover', (
       expect(Math.min(...records(observer.all).map((r) => r.n))).toBe(1);
       // The survivor checkpointed to the third and the third committed them.
       const stats = third.events('ft-secondary-stats');
-      expect((stats[stats.length - 1]?.commits as number) ?? 0).toBeGreaterThan(0);
+      const last = stats[stats.length - 1] ?? {};
+      expect((last.commits as number) ?? 0).toBeGreaterThan(0);
+      expect(last.verified as number, JSON.stringify(last)).toBeGreaterThan(0);
+      expect(third.events('ft-verify-mismatch'), third.stderr.slice(-3000)).toEqual([]);
+      expect(pair.secondary.events('ft-verify-mismatch')).toEqual([]);
       // The guest wrote blocks while the survivor streamed its disk (a live sync): those go
       // again in the final pause.
       const final = pair.secondary.events('ft-sync-final')[0];
