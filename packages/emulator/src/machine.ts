@@ -55,6 +55,9 @@ export interface MachineTimeState {
   tscAdjust: bigint;
 }
 
+/** A busy run() yields to the host's event loop at least this often (ms). */
+const YIELD_MS = 4;
+
 /** Instructions per slice: devices tick between slices, so this bounds timer latency. */
 const SLICE = 200_000;
 
@@ -279,6 +282,7 @@ export class Machine {
   async run(maxInstructions: number | bigint = Number.MAX_SAFE_INTEGER): Promise<RunOutcome> {
     const end = this.cpu.instructionCount + BigInt(maxInstructions);
     let slices = 0;
+    let lastYield = performance.now();
     for (;;) {
       const left = end - this.cpu.instructionCount;
       if (left <= 0n) return { kind: 'limit' };
@@ -303,8 +307,13 @@ export class Machine {
         if (this.pending) return this.takePending();
         continue;
       }
-      // Let the host's event loop run now and then (sockets, stdin, timers).
-      if (++slices % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      // Let the host's event loop run now and then (sockets, stdin, timers): every 8 slices,
+      // or sooner when slices are slow, so a host timer (an FT checkpoint's batching delay,
+      // a heartbeat) or an ACK waits at most YIELD_MS behind a busy guest.
+      if (++slices % 8 === 0 || performance.now() - lastYield >= YIELD_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        lastYield = performance.now();
+      }
       if (this.pending) return this.takePending();
     }
   }

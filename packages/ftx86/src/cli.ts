@@ -129,7 +129,12 @@ export function readImage(what: string, path: string): Uint8Array {
   }
 }
 
-interface SerialBackend { write(bytes: Uint8Array): void; close(): void }
+interface SerialBackend {
+  write(bytes: Uint8Array): void;
+  close(): void;
+  /** Resolves once the backend is connected (tcp), or failed to; at once for the others. */
+  ready?: Promise<void>;
+}
 
 export interface RunOptions {
   kernel?: string;
@@ -306,7 +311,8 @@ export function openSerial(spec: string, onInput: (b: Uint8Array) => void, onQui
     const sock: Socket = createConnection({ host, port: Number(port) });
     sock.on('data', (d) => onInput(new Uint8Array(d)));
     sock.on('error', (e) => { process.stderr.write(`ftx86: serial tcp:${host}:${port}: ${e.message}\n`); });
-    return { write: (b) => { sock.write(b); }, close: () => sock.destroy() };
+    const ready = new Promise<void>((resolve) => { sock.once('connect', () => resolve()); sock.once('error', () => resolve()); });
+    return { write: (b) => { sock.write(b); }, close: () => sock.destroy(), ready };
   }
   // stdio: raw mode on a terminal so the guest's shell gets every key; Ctrl-A x quits.
   const stdin = process.stdin;

@@ -40,7 +40,7 @@ const PAGE = 4096;
 /** What the CLI gives the secondary: how to open backends at failover, and how to boot on a reset. */
 export interface SecondaryHost {
   /** The COM1 backend (opened only at failover). */
-  openSerial(onInput: (b: Uint8Array) => void): { write(b: Uint8Array): void; close(): void };
+  openSerial(onInput: (b: Uint8Array) => void): { write(b: Uint8Array): void; close(): void; ready?: Promise<void> };
   /** The network backend, or undefined with no --net (opened only at failover). */
   openNet: (() => Promise<NetBackend>) | undefined;
   /** Install what a guest reset does (load the kernel the primary was booted from). */
@@ -463,11 +463,15 @@ export class FtSecondary {
     this.host.onReset(pc, this.boot);
     pc.machine.hooks.on('netSend', (frame) => primary.observeFrame(frame));
     await primary.start();
-    const ms = performance.now() - t0;
-    this.log.warn({ event: 'ft-failover', ms: +ms.toFixed(2), epoch: this.committed, rereleasedEvents: rereleased, guestIp: this.guestIp ?? null },
-      `FT: failover done in ${ms.toFixed(1)} ms: the guest runs here from epoch ${this.committed} (${rereleased} outputs re-released)`);
+    // The console too is the guest's position: connected before it runs (a second at most).
+    if (serial.ready) await Promise.race([serial.ready, new Promise((r) => setTimeout(r, 1000).unref())]);
     try {
-      const outcome = await primary.run();
+      // Logged as the guest is about to run its first instruction here.
+      const outcome = await primary.run(() => {
+        const ms = performance.now() - t0;
+        this.log.warn({ event: 'ft-failover', ms: +ms.toFixed(2), epoch: this.committed, rereleasedEvents: rereleased, guestIp: this.guestIp ?? null },
+          `FT: failover done in ${ms.toFixed(1)} ms: the guest runs here from epoch ${this.committed} (${rereleased} outputs re-released)`);
+      });
       return { outcome, code: -1 };
     } finally {
       this.done = true;
