@@ -23,7 +23,7 @@ interface Trial {
 }
 
 /** Run one trial: records flow, the primary dies, the secondary takes over and goes on. */
-async function trial(t: Trial): Promise<{ violations: string[]; pair: FtPair; observer: ConsoleObserver; failoverMs: number }> {
+async function trial(t: Trial): Promise<{ violations: string[]; pair: FtPair; observer: ConsoleObserver; failoverMs: number; recordsBeforeCrash: number }> {
   const observer = new ConsoleObserver();
   const port = await observer.ready;
   const pair = await startFtPair({ observerPort: port, primaryEnv: t.primaryEnv, primaryArgs: t.primaryArgs });
@@ -40,6 +40,8 @@ async function trial(t: Trial): Promise<{ violations: string[]; pair: FtPair; ob
       pair.primary.kill('SIGKILL');
     }
     await pair.primary.waitExit(120_000);
+    // The crash must come while records flow, or it proves nothing about them.
+    const recordsBeforeCrash = records(observer.connections[0]?.text ?? '').length;
     const failover = await pair.secondary.waitEvent('ft-failover', 30_000);
     // The secondary's guest carries on printing records on its own connection.
     const before = Math.max(0, ...records(observer.all).map((r) => r.n));
@@ -50,7 +52,7 @@ async function trial(t: Trial): Promise<{ violations: string[]; pair: FtPair; ob
     const violations = checkRecords(observer.connections.map((c) => c.text));
     const first = Math.min(...records(observer.all).map((r) => r.n));
     if (first !== 1) violations.push(`the first record seen is ${first}`);
-    return { violations, pair, observer, failoverMs: failover.ms as number };
+    return { violations, pair, observer, failoverMs: failover.ms as number, recordsBeforeCrash };
   } finally {
     pair.kill();
     observer.close();
@@ -66,14 +68,15 @@ describe.skipIf(!built)('FT on the Debian guest: output commit across failover',
   const trials: Trial[] = [
     { name: 'SIGKILL at a random moment (early)', killAfterRecords: 5 + Math.floor(Math.random() * 10) },
     { name: 'SIGKILL at a random moment (later)', killAfterRecords: 20 + Math.floor(Math.random() * 20) },
-    { name: 'crash in the middle of an epoch\'s PAGES', primaryEnv: { FTX86_TEST_CRASH: 'pages:60:5000' } },
-    { name: 'crash after COMMIT, before its ACK', primaryEnv: { FTX86_TEST_CRASH: 'commit:60' } },
-    { name: 'crash after ACK, before releasing the epoch\'s output', primaryEnv: { FTX86_TEST_CRASH: 'ack:60' } },
+    { name: 'crash in the middle of an epoch\'s PAGES', primaryEnv: { FTX86_TEST_CRASH: 'pages:150:5000' } },
+    { name: 'crash after COMMIT, before its ACK', primaryEnv: { FTX86_TEST_CRASH: 'commit:150' } },
+    { name: 'crash after ACK, before releasing the epoch\'s output', primaryEnv: { FTX86_TEST_CRASH: 'ack:150' } },
   ];
   for (const t of trials) {
     it(`${t.name}: nothing the observer saw is contradicted, no record is missing`, async () => {
       const r = await trial(t);
       expect(r.violations).toEqual([]);
+      expect(r.recordsBeforeCrash, 'records were flowing when the primary died').toBeGreaterThan(0);
       // The secondary took over (its own console connection) and released what it had to.
       expect(r.observer.connections.length).toBe(2);
       if (t.primaryEnv?.FTX86_TEST_CRASH) expect(r.pair.primary.events('ft-test-crash').length, r.pair.primary.stderr.slice(-3000)).toBe(1);
@@ -98,7 +101,8 @@ describe.skipIf(!built)('FT on the Debian guest: output commit across failover',
   }, 240_000);
 
   it('negative control: with output released early, the same crash is caught as a violation', async () => {
-    const r = await trial({ name: 'early release', primaryEnv: { FTX86_TEST_CRASH: 'pages:60:5000', FTX86_TEST_EARLY_RELEASE: '1' } });
+    const r = await trial({ name: 'early release', primaryEnv: { FTX86_TEST_CRASH: 'pages:150:5000', FTX86_TEST_EARLY_RELEASE: '1' } });
+    expect(r.recordsBeforeCrash, 'records were flowing when the primary died').toBeGreaterThan(0);
     expect(r.violations.length).toBeGreaterThan(0);
   }, 240_000);
 

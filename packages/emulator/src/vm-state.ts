@@ -302,7 +302,7 @@ export function decodeVm(bytes: Uint8Array): DecodedPcState {
   }
   const meta = state.meta;
   if (!meta) throw new SnapshotError('missing-section', 'not a PC state: there is no META section');
-  if (meta.kind !== PC_STATE_KIND) throw new SnapshotError('missing-section', `not a PC state: META kind is ${JSON.stringify(meta.kind)}, expected "${PC_STATE_KIND}"`);
+  if (meta.kind !== PC_STATE_KIND) throw new SnapshotError('missing-section', `not a PC state: META kind is ${typeof meta.kind === 'string' ? JSON.stringify(meta.kind.slice(0, 64)) : `a ${typeof meta.kind}`}, expected "${PC_STATE_KIND}"`);
   if (typeof meta.version !== 'number' || !Number.isInteger(meta.version)) throw badMeta('version must be an integer');
   if (meta.version > PC_STATE_VERSION) {
     throw new SnapshotError('section-version', `PC state version ${meta.version} is newer than this build reads (up to ${PC_STATE_VERSION}): upgrade ftx86 to restore it`);
