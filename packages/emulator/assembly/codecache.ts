@@ -21,16 +21,18 @@
 import {
   CPU_STATE, REG_EIP, REG_EFLAGS, EIP_START, INSTR_COUNT, CODE32, STACK32, RAM, EA_ZERO,
   INTR_LINE, NMI_PENDING, HALTED, SHUTDOWN, HOST_REQUEST, CODE_CACHE_OFF,
-  BLOCK_HASH, BLOCK_HASH_ENTRIES, BLOCK_ARENA, BLOCK_ARENA_END,
+  BLOCK_HASH, BLOCK_HASH_ENTRIES, BLOCK_ARENA, BLOCK_ARENA_END, LF_RES, LF_KIND, LF_MASK, R_LEN,
+  RECORD_SIZE, BLOCK_MAX,
 } from './layout';
 import {
   reg32, set_reg32, reg16, set_reg16, reg8, set_reg8, test_cc_inline, seg_attr, FLAG_TF, FLAG_IF,
-  ESP, EBP, EAX, EDX, SS, DS, ATTR_DB,
+  FLAG_CF, FLAG_OF, FLAG_AF, FLAG_ZF, FLAG_SF, FLAG_PF, LF_LOGIC, ESP, EBP, EAX, EDX, SS, DS, ATTR_DB,
 } from './state';
 import {
   vread32, read8, read16, read32, write8, write16, write32, seg_check_fast, seg_fast_refresh,
   check_write_lin_fast, ATTR_READ_OK, ATTR_WRITE_OK, SF_READ, SF_WRITE, SF_RMW, fw_lo, fw_len,
-  fw_host, fetch_window_try, block_stop, clear_block_stop, set_in_block, code_page_gen, code_page_register, code_pages_clear,
+  fw_host, fetch_window_try, block_stop, clear_block_stop, set_in_block, V_BLOCK_EIP, V_BLOCK_RECORDS,
+  V_BLOCK_COUNT, code_page_gen, code_page_register, code_pages_clear,
 } from './memory';
 import { push32, pop32, sp, sp_add, set_sp, reset_prefixes, set_prefix_seg } from './decode';
 import { string_op } from './string';
@@ -46,7 +48,7 @@ import { step } from './exec';
 
 const R_UOP: u32 = 0;
 /** Bytes of the instruction, prefixes included; 0 for U_INTERP (step() fetches it). */
-const R_LEN: u32 = 1;
+// R_LEN = 1 (layout.ts: memory.ts's block_sync_count() walks records too)
 const R_DST: u32 = 2;
 const R_SRC: u32 = 3;
 /**
@@ -62,10 +64,8 @@ const R_SUB: u32 = 7;
 const R_DISP: u32 = 8;
 /** Immediate operand, relative branch displacement, or shift count. */
 const R_IMM: u32 = 12;
-const RECORD_SIZE: u32 = 16;
+// RECORD_SIZE = 16 (layout.ts)
 
-/** Longest block, in instructions. */
-const BLOCK_MAX: u32 = 32;
 
 // Uops: the operations records name. Sizes are in the name (8, 16, 32); R = register,
 // M = memory, I = immediate, C = CL. The sub field carries the ALU kind (as arith.alu),
@@ -580,27 +580,39 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Blocks. BLOCK_HASH is direct-mapped by physical address; an entry is the address, the
-// page's code generation at decode time, the first record, and the instruction count and
-// byte length. Records are bump-allocated in BLOCK_ARENA; when it fills, all decoded code
-// is forgotten at once.
+// Blocks. A block is a 32-byte header followed by its records, bump-allocated in
+// BLOCK_ARENA; when the arena fills, all decoded code is forgotten at once. BLOCK_HASH maps
+// a physical address to the header of the block there (direct-mapped, 0: none).
+//
+// A header also holds two chain slots: EIPs the block was last left for and the blocks
+// found there, on the same physical page. Following a slot skips the hash lookup; it is
+// taken only when the target starts at the same physical address under the current fetch
+// window and carries the generation of the block being left (valid: it is running), so a
+// slot can be stale but never wrong.
 
 const H_PHYS: u32 = 0;
 const H_GEN: u32 = 4;
-const H_RECORDS: u32 = 8;
 /** Instructions in bits 0-7, bytes covered (U_INTERP excluded) in bits 8-23. */
-const H_SHAPE: u32 = 12;
+const H_SHAPE: u32 = 8;
+const H_CHAIN0_EIP: u32 = 12;
+const H_CHAIN0: u32 = 16;
+const H_CHAIN1_EIP: u32 = 20;
+const H_CHAIN1: u32 = 24;
+const HEADER_SIZE: u32 = 32;
 
 let arena_next: u32 = BLOCK_ARENA;
+/** Counts code_cache_flush() calls: a block header from before one is gone. */
+let flushes: u32 = 0;
 
-@inline function hash_entry(phys: u32): u32 {
-  return BLOCK_HASH + (((phys * 0x9e3779b1) >>> 16) & (BLOCK_HASH_ENTRIES - 1)) * 16;
+@inline function hash_slot(phys: u32): u32 {
+  return BLOCK_HASH + ((((phys * 0x9e3779b1) >>> 16) & (BLOCK_HASH_ENTRIES - 1)) << 2);
 }
 
 /** Forget all decoded code (reset, restore, running out of arena or generations). */
 export function code_cache_flush(): void {
-  memory.fill(BLOCK_HASH, 0, BLOCK_HASH_ENTRIES * 16);
+  memory.fill(BLOCK_HASH, 0, BLOCK_HASH_ENTRIES << 2);
   arena_next = BLOCK_ARENA;
+  flushes++;
   code_pages_clear();
 }
 
@@ -620,16 +632,20 @@ function fuse_jcc(rec: u32, cc: u32): u32 {
   }
 }
 
-/** Decode the block at `eip` (physical `phys`, `avail` bytes left in the window) into entry `h`. */
-function decode_block(h: u32, phys: u32, eip: u32, avail: u32): void {
+/**
+ * Decode the block at `eip` (physical `phys`, `avail` bytes left in the window), enter it
+ * in BLOCK_HASH and return its header.
+ */
+function decode_block(phys: u32, eip: u32, avail: u32): u32 {
   const host = fw_host() + eip;
-  if (arena_next + (BLOCK_MAX + 1) * RECORD_SIZE > BLOCK_ARENA_END) code_cache_flush();
+  if (arena_next + HEADER_SIZE + (BLOCK_MAX + 1) * RECORD_SIZE > BLOCK_ARENA_END) code_cache_flush();
   let gen = code_page_gen(phys >>> 12);
   if (gen == 0) {
     gen = code_page_register(phys >>> 12);
     if (gen == 0) { code_cache_flush(); gen = code_page_register(phys >>> 12); }
   }
-  const first = arena_next;
+  const hdr = arena_next;
+  const first = hdr + HEADER_SIZE;
   let rec = first;
   let n: u32 = 0;
   let off: u32 = 0;
@@ -664,10 +680,15 @@ function decode_block(h: u32, phys: u32, eip: u32, avail: u32): void {
     rec += RECORD_SIZE;
   }
   arena_next = rec;
-  store<u32>(h + H_PHYS, phys);
-  store<u32>(h + H_GEN, gen);
-  store<u32>(h + H_RECORDS, first);
-  store<u32>(h + H_SHAPE, n | (off << 8));
+  store<u32>(hdr + H_PHYS, phys);
+  store<u32>(hdr + H_GEN, gen);
+  store<u32>(hdr + H_SHAPE, n | (off << 8));
+  store<u32>(hdr + H_CHAIN0_EIP, 0);
+  store<u32>(hdr + H_CHAIN0, 0);
+  store<u32>(hdr + H_CHAIN1_EIP, 0);
+  store<u32>(hdr + H_CHAIN1, 0);
+  store<u32>(hash_slot(phys), hdr);
+  return hdr;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -760,13 +781,44 @@ function decode_block(h: u32, phys: u32, eip: u32, avail: u32): void {
 @inline function shift_r(rec: u32, sh: u32, count: u32): void {
   if ((count & 31) == 0) return;
   const d = dst_of(rec);
-  set_r(d, sh, shift_op(sub_of(rec), get_r(d, sh), count, sh));
+  set_r(d, sh, shift_fast(sub_of(rec), get_r(d, sh), count & 31, sh));
 }
 @inline function shift_m(rec: u32, sh: u32, count: u32): void {
   const lin = rmw_lin(rec, sh);
   const a = lin_read(lin, sh);
   if ((count & 31) == 0) return;
-  lin_write(lin, sh, shift_op(sub_of(rec), a, count, sh));
+  lin_write(lin, sh, shift_fast(sub_of(rec), a, count & 31, sh));
+}
+
+/**
+ * arith.shift_op() with SHL, SHR and SAR by less than the operand size worked out in line
+ * and their flags left lazy: CF and OF (AF cleared) go to EFLAGS, ZF SF PF stay to be
+ * computed from the result as after a logical operation. `count` is 1-31.
+ */
+@inline function shift_fast(op: u32, a: u32, count: u32, sh: u32): u32 {
+  if (op < 4 || count > sh) return shift_op(op, a, count, sh);
+  let r: u32, cf: u32, ov: u32;
+  if (op == 5) {
+    r = a >>> count;
+    cf = (a >>> (count - 1)) & 1;
+    ov = (a >>> sh) & 1;
+  } else if (op == 7) {
+    const sa = sh == 31 ? <i32>a : sh == 15 ? <i32>(<i16>a) : <i32>(<i8>a);
+    r = <u32>(sa >> count) & (sh == 31 ? 0xffffffff : sh == 15 ? 0xffff : 0xff);
+    cf = <u32>(sa >> (count - 1)) & 1;
+    ov = 0;
+  } else {
+    // SHL and its alias SAL (/6).
+    r = (a << count) & (sh == 31 ? 0xffffffff : sh == 15 ? 0xffff : 0xff);
+    cf = (a >>> (sh + 1 - count)) & 1;
+    ov = ((r >>> sh) ^ cf) & 1;
+  }
+  const fl = load<u32>(CPU_STATE + REG_EFLAGS) & ~(FLAG_CF | FLAG_OF | FLAG_AF);
+  store<u32>(CPU_STATE + REG_EFLAGS, fl | cf | (ov << 11));
+  store<u32>(CPU_STATE + LF_RES, r);
+  store<u32>(CPU_STATE + LF_KIND, LF_LOGIC | (sh << 8));
+  store<u32>(CPU_STATE + LF_MASK, FLAG_ZF | FLAG_SF | FLAG_PF);
+  return r;
 }
 
 /** F7 /2../7 (NOT NEG MUL IMUL DIV IDIV) on a 32-bit register or memory operand. */
@@ -834,20 +886,26 @@ function leave32(): void {
  * (U_INTERP) it is asked again.
  *
  * Per instruction: EIP_START for fault delivery (ESP_START comes from raise(), see
- * in_block), and the counter once it retires. EIP lives in `eip` (past the instruction
- * while it runs, as step() leaves it for CALL and relative jumps) and is stored when the
- * run ends or step() needs it.
+ * in_block). EIP lives in `eip` (past the instruction while it runs, as step() leaves it
+ * for CALL and relative jumps) and is stored when the run ends or step() needs it.
+ * Instructions are counted per block, in `count`: INSTR_COUNT is stored before anything
+ * that reads it (step(), port I/O) and, for a fault or an MMIO access in mid-block, worked
+ * out from EIP_START by block_sync_count().
  */
 export function run_cached(budget: u64): u32 {
   if (load<u32>(CPU_STATE + CODE32) == 0) return 0;
   const start = load<u64>(CPU_STATE + INSTR_COUNT);
   const limit = start + budget;
+  let count = start;
   let eip = load<u32>(CPU_STATE + REG_EIP);
   let go = true;
   // The block last run: a loop that jumps back to its own start (a delay loop, a copy
   // loop) runs again without a lookup, as nothing it depends on can change without
-  // block_stop or a step(), which end this run.
+  // block_stop or a step(), which end this run or forget the block.
   let blockEip = ~eip;
+  /** Its header, 0 after a step(): the fetch window may have changed, so no chaining. */
+  let cur: u32 = 0;
+  let curGen: u32 = 0;
   let first: u32 = 0;
   let n: u32 = 0;
   clear_block_stop();
@@ -855,26 +913,52 @@ export function run_cached(budget: u64): u32 {
   set_in_block(true);
   while (go) {
     if (eip != blockEip) {
+      let h: u32 = 0;
       let rel = eip - fw_lo();
-      if (rel >= fw_len()) {
-        // Another code page: open its window if the TLB has it, else leave it to step().
-        if (!fetch_window_try(eip)) break;
-        rel = eip - fw_lo();
+      if (cur != 0) {
+        // A chain slot of the block just left (see H_CHAIN0).
+        if (load<u32>(cur + H_CHAIN0_EIP) == eip) h = load<u32>(cur + H_CHAIN0);
+        else if (load<u32>(cur + H_CHAIN1_EIP) == eip) h = load<u32>(cur + H_CHAIN1);
+        if (h != 0 && (load<u32>(h + H_GEN) != curGen || rel >= fw_len() ||
+            load<u32>(h + H_PHYS) != fw_host() + eip - RAM)) h = 0;
       }
-      const phys = fw_host() + eip - RAM;
-      const h = hash_entry(phys);
-      const gen = code_page_gen(phys >>> 12);
-      if (gen == 0 || load<u32>(h + H_GEN) != gen || load<u32>(h + H_PHYS) != phys) {
-        decode_block(h, phys, eip, fw_len() - rel);
+      if (h == 0) {
+        if (rel >= fw_len()) {
+          // Another code page: open its window if the TLB has it, else leave it to step().
+          if (!fetch_window_try(eip)) break;
+          rel = eip - fw_lo();
+        }
+        const phys = fw_host() + eip - RAM;
+        const gen = code_page_gen(phys >>> 12);
+        h = load<u32>(hash_slot(phys));
+        const before = flushes;
+        if (gen == 0 || h == 0 || load<u32>(h + H_GEN) != gen || load<u32>(h + H_PHYS) != phys) {
+          h = decode_block(phys, eip, fw_len() - rel);
+        }
+        // Chain from the block just left when both lie on one physical page.
+        if (cur != 0 && before == flushes && ((load<u32>(cur + H_PHYS) ^ phys) >>> 12) == 0) {
+          if (load<u32>(cur + H_CHAIN0) == 0) {
+            store<u32>(cur + H_CHAIN0_EIP, eip);
+            store<u32>(cur + H_CHAIN0, h);
+          } else {
+            store<u32>(cur + H_CHAIN1_EIP, eip);
+            store<u32>(cur + H_CHAIN1, h);
+          }
+        }
       }
       const shape = load<u32>(h + H_SHAPE);
       // The window may be shorter now than at decode time (another CS limit), or gone.
       if (rel + (shape >> 8) > fw_len()) break;
       blockEip = eip;
-      first = load<u32>(h + H_RECORDS);
+      cur = h;
+      curGen = load<u32>(h + H_GEN);
+      first = h + HEADER_SIZE;
       n = shape & 0xff;
+      store<u32>(V_BLOCK_EIP, eip);
+      store<u32>(V_BLOCK_RECORDS, first);
     }
-    if (load<u64>(CPU_STATE + INSTR_COUNT) + <u64>n > limit) break;
+    if (count + <u64>n > limit) break;
+    store<u64>(V_BLOCK_COUNT, count);
     // Each case ends the one way its uop allows: go on with the next record, go on unless
     // block_stop was set (uops that touch memory, which can write code or reach MMIO), or
     // leave the block (control transfers, U_END, U_INTERP).
@@ -885,12 +969,14 @@ export function run_cached(budget: u64): u32 {
       eip += load<u8>(rec, R_LEN);
       switch (<u32>load<u8>(rec, R_UOP)) {
         case U_INTERP: {
-          // step() sets EIP_START and ESP_START itself.
+          // step() sets EIP_START and ESP_START itself; U_INTERP ends its block.
           store<u32>(CPU_STATE + REG_EIP, eip);
+          store<u64>(CPU_STATE + INSTR_COUNT, count + <u64>(n - 1));
           set_in_block(false);
           step();
-          retire();
           eip = load<u32>(CPU_STATE + REG_EIP);
+          cur = 0;
+          blockEip = ~eip;
           // It may have changed anything the run depends on (IF, TF, CS, segments, paging,
           // a device's interrupt line): go on only as run() would let blocks start.
           go = blocks_may_run() && load<u32>(CPU_STATE + CODE32) != 0;
@@ -898,107 +984,107 @@ export function run_cached(budget: u64): u32 {
           set_in_block(true);
           break;
         }
-        case U_MOV_RR32: set_r(dst_of(rec), 31, get_r(src_of(rec), 31)); retire(); continue;
-        case U_MOV_RR16: set_r(dst_of(rec), 15, get_r(src_of(rec), 15)); retire(); continue;
-        case U_MOV_RR8: set_r(dst_of(rec), 7, get_r(src_of(rec), 7)); retire(); continue;
-        case U_LOAD32: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 31)); retire(); if (block_stop()) break; continue;
-        case U_LOAD16: may_fault(at); set_r(dst_of(rec), 15, mem_read(rec, 15)); retire(); if (block_stop()) break; continue;
-        case U_LOAD8: may_fault(at); set_r(dst_of(rec), 7, mem_read(rec, 7)); retire(); if (block_stop()) break; continue;
-        case U_STORE32: may_fault(at); mem_write(rec, 31, get_r(src_of(rec), 31)); retire(); if (block_stop()) break; continue;
-        case U_STORE16: may_fault(at); mem_write(rec, 15, get_r(src_of(rec), 15)); retire(); if (block_stop()) break; continue;
-        case U_STORE8: may_fault(at); mem_write(rec, 7, get_r(src_of(rec), 7)); retire(); if (block_stop()) break; continue;
-        case U_MOV_RI32: set_r(dst_of(rec), 31, imm_of(rec)); retire(); continue;
-        case U_MOV_RI16: set_r(dst_of(rec), 15, imm_of(rec)); retire(); continue;
-        case U_MOV_RI8: set_r(dst_of(rec), 7, imm_of(rec)); retire(); continue;
-        case U_STORE_I32: may_fault(at); mem_write(rec, 31, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_STORE_I16: may_fault(at); mem_write(rec, 15, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_STORE_I8: may_fault(at); mem_write(rec, 7, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_LEA: set_r(dst_of(rec), 31, ea_of(rec)); retire(); continue;
-        case U_MOVZX8_R: set_r(dst_of(rec), 31, get_r(src_of(rec), 7)); retire(); continue;
-        case U_MOVZX8_M: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 7)); retire(); if (block_stop()) break; continue;
-        case U_MOVZX16_R: set_r(dst_of(rec), 31, get_r(src_of(rec), 15)); retire(); continue;
-        case U_MOVZX16_M: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 15)); retire(); if (block_stop()) break; continue;
-        case U_MOVSX8_R: set_r(dst_of(rec), 31, <u32>(<i32>(<i8>get_r(src_of(rec), 7)))); retire(); continue;
-        case U_MOVSX8_M: may_fault(at); set_r(dst_of(rec), 31, <u32>(<i32>(<i8>mem_read(rec, 7)))); retire(); if (block_stop()) break; continue;
-        case U_MOVSX16_R: set_r(dst_of(rec), 31, <u32>(<i32>(<i16>get_r(src_of(rec), 15)))); retire(); continue;
-        case U_MOVSX16_M: may_fault(at); set_r(dst_of(rec), 31, <u32>(<i32>(<i16>mem_read(rec, 15)))); retire(); if (block_stop()) break; continue;
-        case U_ALU_RR16: alu_rr(rec, 15, sub_of(rec)); retire(); continue;
-        case U_ALU_RR8: alu_rr(rec, 7, sub_of(rec)); retire(); continue;
-        case U_ALU_RM16: may_fault(at); alu_rm(rec, 15, sub_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_ALU_RM8: may_fault(at); alu_rm(rec, 7, sub_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_ALU_MR32: may_fault(at); alu_m(rec, 31, get_r(src_of(rec), 31)); retire(); if (block_stop()) break; continue;
-        case U_ALU_MR16: may_fault(at); alu_m(rec, 15, get_r(src_of(rec), 15)); retire(); if (block_stop()) break; continue;
-        case U_ALU_MR8: may_fault(at); alu_m(rec, 7, get_r(src_of(rec), 7)); retire(); if (block_stop()) break; continue;
-        case U_ALU_RI16: alu_ri(rec, 15, sub_of(rec)); retire(); continue;
-        case U_ALU_RI8: alu_ri(rec, 7, sub_of(rec)); retire(); continue;
-        case U_ALU_MI32: may_fault(at); alu_m(rec, 31, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_ALU_MI16: may_fault(at); alu_m(rec, 15, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_ALU_MI8: may_fault(at); alu_m(rec, 7, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_TEST_RR32: test_flags(get_r(dst_of(rec), 31) & get_r(src_of(rec), 31), 31); retire(); continue;
-        case U_TEST_RR16: test_flags(get_r(dst_of(rec), 15) & get_r(src_of(rec), 15), 15); retire(); continue;
-        case U_TEST_RR8: test_flags(get_r(dst_of(rec), 7) & get_r(src_of(rec), 7), 7); retire(); continue;
-        case U_TEST_MR32: may_fault(at); test_flags(mem_read(rec, 31) & get_r(src_of(rec), 31), 31); retire(); if (block_stop()) break; continue;
-        case U_TEST_MR16: may_fault(at); test_flags(mem_read(rec, 15) & get_r(src_of(rec), 15), 15); retire(); if (block_stop()) break; continue;
-        case U_TEST_MR8: may_fault(at); test_flags(mem_read(rec, 7) & get_r(src_of(rec), 7), 7); retire(); if (block_stop()) break; continue;
-        case U_TEST_RI32: test_flags(get_r(dst_of(rec), 31) & imm_of(rec), 31); retire(); continue;
-        case U_TEST_RI16: test_flags(get_r(dst_of(rec), 15) & imm_of(rec), 15); retire(); continue;
-        case U_TEST_RI8: test_flags(get_r(dst_of(rec), 7) & imm_of(rec), 7); retire(); continue;
-        case U_TEST_MI32: may_fault(at); test_flags(mem_read(rec, 31) & imm_of(rec), 31); retire(); if (block_stop()) break; continue;
-        case U_TEST_MI16: may_fault(at); test_flags(mem_read(rec, 15) & imm_of(rec), 15); retire(); if (block_stop()) break; continue;
-        case U_TEST_MI8: may_fault(at); test_flags(mem_read(rec, 7) & imm_of(rec), 7); retire(); if (block_stop()) break; continue;
-        case U_INCDEC_R32: incdec_r(rec, 31); retire(); continue;
-        case U_INCDEC_R16: incdec_r(rec, 15); retire(); continue;
-        case U_INCDEC_R8: incdec_r(rec, 7); retire(); continue;
-        case U_INCDEC_M32: may_fault(at); incdec_m(rec, 31); retire(); if (block_stop()) break; continue;
-        case U_INCDEC_M16: may_fault(at); incdec_m(rec, 15); retire(); if (block_stop()) break; continue;
-        case U_INCDEC_M8: may_fault(at); incdec_m(rec, 7); retire(); if (block_stop()) break; continue;
-        case U_GRP3_R32: may_fault(at); grp3_32(rec, false); retire(); continue;
-        case U_GRP3_M32: may_fault(at); grp3_32(rec, true); retire(); if (block_stop()) break; continue;
-        case U_SHIFT_RI32: shift_r(rec, 31, imm_of(rec)); retire(); continue;
-        case U_SHIFT_RI16: shift_r(rec, 15, imm_of(rec)); retire(); continue;
-        case U_SHIFT_RI8: shift_r(rec, 7, imm_of(rec)); retire(); continue;
-        case U_SHIFT_RC32: shift_r(rec, 31, reg8(1)); retire(); continue;
-        case U_SHIFT_RC16: shift_r(rec, 15, reg8(1)); retire(); continue;
-        case U_SHIFT_RC8: shift_r(rec, 7, reg8(1)); retire(); continue;
-        case U_SHIFT_MI32: may_fault(at); shift_m(rec, 31, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_SHIFT_MI16: may_fault(at); shift_m(rec, 15, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_SHIFT_MI8: may_fault(at); shift_m(rec, 7, imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_SHIFT_MC32: may_fault(at); shift_m(rec, 31, reg8(1)); retire(); if (block_stop()) break; continue;
-        case U_SHIFT_MC16: may_fault(at); shift_m(rec, 15, reg8(1)); retire(); if (block_stop()) break; continue;
-        case U_SHIFT_MC8: may_fault(at); shift_m(rec, 7, reg8(1)); retire(); if (block_stop()) break; continue;
-        case U_JMP: eip += imm_of(rec); retire(); break;
-        case U_CALL: may_fault(at); spush32(eip); eip += imm_of(rec); retire(); break;
-        case U_RET: may_fault(at); eip = spop32(); retire(); break;
+        case U_MOV_RR32: set_r(dst_of(rec), 31, get_r(src_of(rec), 31)); continue;
+        case U_MOV_RR16: set_r(dst_of(rec), 15, get_r(src_of(rec), 15)); continue;
+        case U_MOV_RR8: set_r(dst_of(rec), 7, get_r(src_of(rec), 7)); continue;
+        case U_LOAD32: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 31)); if (block_stop()) break; continue;
+        case U_LOAD16: may_fault(at); set_r(dst_of(rec), 15, mem_read(rec, 15)); if (block_stop()) break; continue;
+        case U_LOAD8: may_fault(at); set_r(dst_of(rec), 7, mem_read(rec, 7)); if (block_stop()) break; continue;
+        case U_STORE32: may_fault(at); mem_write(rec, 31, get_r(src_of(rec), 31)); if (block_stop()) break; continue;
+        case U_STORE16: may_fault(at); mem_write(rec, 15, get_r(src_of(rec), 15)); if (block_stop()) break; continue;
+        case U_STORE8: may_fault(at); mem_write(rec, 7, get_r(src_of(rec), 7)); if (block_stop()) break; continue;
+        case U_MOV_RI32: set_r(dst_of(rec), 31, imm_of(rec)); continue;
+        case U_MOV_RI16: set_r(dst_of(rec), 15, imm_of(rec)); continue;
+        case U_MOV_RI8: set_r(dst_of(rec), 7, imm_of(rec)); continue;
+        case U_STORE_I32: may_fault(at); mem_write(rec, 31, imm_of(rec)); if (block_stop()) break; continue;
+        case U_STORE_I16: may_fault(at); mem_write(rec, 15, imm_of(rec)); if (block_stop()) break; continue;
+        case U_STORE_I8: may_fault(at); mem_write(rec, 7, imm_of(rec)); if (block_stop()) break; continue;
+        case U_LEA: set_r(dst_of(rec), 31, ea_of(rec)); continue;
+        case U_MOVZX8_R: set_r(dst_of(rec), 31, get_r(src_of(rec), 7)); continue;
+        case U_MOVZX8_M: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 7)); if (block_stop()) break; continue;
+        case U_MOVZX16_R: set_r(dst_of(rec), 31, get_r(src_of(rec), 15)); continue;
+        case U_MOVZX16_M: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 15)); if (block_stop()) break; continue;
+        case U_MOVSX8_R: set_r(dst_of(rec), 31, <u32>(<i32>(<i8>get_r(src_of(rec), 7)))); continue;
+        case U_MOVSX8_M: may_fault(at); set_r(dst_of(rec), 31, <u32>(<i32>(<i8>mem_read(rec, 7)))); if (block_stop()) break; continue;
+        case U_MOVSX16_R: set_r(dst_of(rec), 31, <u32>(<i32>(<i16>get_r(src_of(rec), 15)))); continue;
+        case U_MOVSX16_M: may_fault(at); set_r(dst_of(rec), 31, <u32>(<i32>(<i16>mem_read(rec, 15)))); if (block_stop()) break; continue;
+        case U_ALU_RR16: alu_rr(rec, 15, sub_of(rec)); continue;
+        case U_ALU_RR8: alu_rr(rec, 7, sub_of(rec)); continue;
+        case U_ALU_RM16: may_fault(at); alu_rm(rec, 15, sub_of(rec)); if (block_stop()) break; continue;
+        case U_ALU_RM8: may_fault(at); alu_rm(rec, 7, sub_of(rec)); if (block_stop()) break; continue;
+        case U_ALU_MR32: may_fault(at); alu_m(rec, 31, get_r(src_of(rec), 31)); if (block_stop()) break; continue;
+        case U_ALU_MR16: may_fault(at); alu_m(rec, 15, get_r(src_of(rec), 15)); if (block_stop()) break; continue;
+        case U_ALU_MR8: may_fault(at); alu_m(rec, 7, get_r(src_of(rec), 7)); if (block_stop()) break; continue;
+        case U_ALU_RI16: alu_ri(rec, 15, sub_of(rec)); continue;
+        case U_ALU_RI8: alu_ri(rec, 7, sub_of(rec)); continue;
+        case U_ALU_MI32: may_fault(at); alu_m(rec, 31, imm_of(rec)); if (block_stop()) break; continue;
+        case U_ALU_MI16: may_fault(at); alu_m(rec, 15, imm_of(rec)); if (block_stop()) break; continue;
+        case U_ALU_MI8: may_fault(at); alu_m(rec, 7, imm_of(rec)); if (block_stop()) break; continue;
+        case U_TEST_RR32: test_flags(get_r(dst_of(rec), 31) & get_r(src_of(rec), 31), 31); continue;
+        case U_TEST_RR16: test_flags(get_r(dst_of(rec), 15) & get_r(src_of(rec), 15), 15); continue;
+        case U_TEST_RR8: test_flags(get_r(dst_of(rec), 7) & get_r(src_of(rec), 7), 7); continue;
+        case U_TEST_MR32: may_fault(at); test_flags(mem_read(rec, 31) & get_r(src_of(rec), 31), 31); if (block_stop()) break; continue;
+        case U_TEST_MR16: may_fault(at); test_flags(mem_read(rec, 15) & get_r(src_of(rec), 15), 15); if (block_stop()) break; continue;
+        case U_TEST_MR8: may_fault(at); test_flags(mem_read(rec, 7) & get_r(src_of(rec), 7), 7); if (block_stop()) break; continue;
+        case U_TEST_RI32: test_flags(get_r(dst_of(rec), 31) & imm_of(rec), 31); continue;
+        case U_TEST_RI16: test_flags(get_r(dst_of(rec), 15) & imm_of(rec), 15); continue;
+        case U_TEST_RI8: test_flags(get_r(dst_of(rec), 7) & imm_of(rec), 7); continue;
+        case U_TEST_MI32: may_fault(at); test_flags(mem_read(rec, 31) & imm_of(rec), 31); if (block_stop()) break; continue;
+        case U_TEST_MI16: may_fault(at); test_flags(mem_read(rec, 15) & imm_of(rec), 15); if (block_stop()) break; continue;
+        case U_TEST_MI8: may_fault(at); test_flags(mem_read(rec, 7) & imm_of(rec), 7); if (block_stop()) break; continue;
+        case U_INCDEC_R32: incdec_r(rec, 31); continue;
+        case U_INCDEC_R16: incdec_r(rec, 15); continue;
+        case U_INCDEC_R8: incdec_r(rec, 7); continue;
+        case U_INCDEC_M32: may_fault(at); incdec_m(rec, 31); if (block_stop()) break; continue;
+        case U_INCDEC_M16: may_fault(at); incdec_m(rec, 15); if (block_stop()) break; continue;
+        case U_INCDEC_M8: may_fault(at); incdec_m(rec, 7); if (block_stop()) break; continue;
+        case U_GRP3_R32: may_fault(at); grp3_32(rec, false); continue;
+        case U_GRP3_M32: may_fault(at); grp3_32(rec, true); if (block_stop()) break; continue;
+        case U_SHIFT_RI32: shift_r(rec, 31, imm_of(rec)); continue;
+        case U_SHIFT_RI16: shift_r(rec, 15, imm_of(rec)); continue;
+        case U_SHIFT_RI8: shift_r(rec, 7, imm_of(rec)); continue;
+        case U_SHIFT_RC32: shift_r(rec, 31, reg8(1)); continue;
+        case U_SHIFT_RC16: shift_r(rec, 15, reg8(1)); continue;
+        case U_SHIFT_RC8: shift_r(rec, 7, reg8(1)); continue;
+        case U_SHIFT_MI32: may_fault(at); shift_m(rec, 31, imm_of(rec)); if (block_stop()) break; continue;
+        case U_SHIFT_MI16: may_fault(at); shift_m(rec, 15, imm_of(rec)); if (block_stop()) break; continue;
+        case U_SHIFT_MI8: may_fault(at); shift_m(rec, 7, imm_of(rec)); if (block_stop()) break; continue;
+        case U_SHIFT_MC32: may_fault(at); shift_m(rec, 31, reg8(1)); if (block_stop()) break; continue;
+        case U_SHIFT_MC16: may_fault(at); shift_m(rec, 15, reg8(1)); if (block_stop()) break; continue;
+        case U_SHIFT_MC8: may_fault(at); shift_m(rec, 7, reg8(1)); if (block_stop()) break; continue;
+        case U_JMP: eip += imm_of(rec); break;
+        case U_CALL: may_fault(at); spush32(eip); eip += imm_of(rec); break;
+        case U_RET: may_fault(at); eip = spop32(); break;
         case U_RET_IMM: {
           may_fault(at);
           const t = spop32();
           set_sp(sp_add(sp(), imm_of(rec)));
           eip = t;
-          retire(); break;
+          break;
         }
-        case U_JMP_R: eip = get_r(src_of(rec), 31); retire(); break;
-        case U_JMP_M: may_fault(at); eip = mem_read(rec, 31); retire(); break;
-        case U_CALL_R: { may_fault(at); const t = get_r(src_of(rec), 31); spush32(eip); eip = t; retire(); break; }
-        case U_CALL_M: { may_fault(at); const t = mem_read(rec, 31); spush32(eip); eip = t; retire(); break; }
-        case U_PUSH_R: may_fault(at); spush32(get_r(src_of(rec), 31)); retire(); if (block_stop()) break; continue;
-        case U_PUSH_I: may_fault(at); spush32(imm_of(rec)); retire(); if (block_stop()) break; continue;
-        case U_PUSH_M: { may_fault(at); const v = mem_read(rec, 31); spush32(v); retire(); if (block_stop()) break; continue; }
-        case U_POP_R: { may_fault(at); const v = spop32(); set_r(dst_of(rec), 31, v); retire(); if (block_stop()) break; continue; }
-        case U_LEAVE: leave32(); retire(); continue;
-        case U_IMUL_RR: { const d = dst_of(rec); set_r(d, 31, imul_trunc(get_r(d, 31), get_r(src_of(rec), 31), 31)); retire(); continue; }
-        case U_IMUL_RM: { may_fault(at); const b = mem_read(rec, 31); const d = dst_of(rec); set_r(d, 31, imul_trunc(get_r(d, 31), b, 31)); retire(); if (block_stop()) break; continue; }
-        case U_IMUL_RRI: set_r(dst_of(rec), 31, imul_trunc(get_r(src_of(rec), 31), imm_of(rec), 31)); retire(); continue;
-        case U_IMUL_RMI: { may_fault(at); const a = mem_read(rec, 31); set_r(dst_of(rec), 31, imul_trunc(a, imm_of(rec), 31)); retire(); if (block_stop()) break; continue; }
-        case U_SETCC_R: set_r(dst_of(rec), 7, test_cc_inline(sub_of(rec)) ? 1 : 0); retire(); continue;
-        case U_SETCC_M: may_fault(at); mem_write(rec, 7, test_cc_inline(sub_of(rec)) ? 1 : 0); retire(); if (block_stop()) break; continue;
-        case U_CMOV_RR: { const v = get_r(src_of(rec), 31); if (test_cc_inline(sub_of(rec))) set_r(dst_of(rec), 31, v); retire(); continue; }
-        case U_CMOV_RM: { may_fault(at); const v = mem_read(rec, 31); if (test_cc_inline(sub_of(rec))) set_r(dst_of(rec), 31, v); retire(); if (block_stop()) break; continue; }
+        case U_JMP_R: eip = get_r(src_of(rec), 31); break;
+        case U_JMP_M: may_fault(at); eip = mem_read(rec, 31); break;
+        case U_CALL_R: { may_fault(at); const t = get_r(src_of(rec), 31); spush32(eip); eip = t; break; }
+        case U_CALL_M: { may_fault(at); const t = mem_read(rec, 31); spush32(eip); eip = t; break; }
+        case U_PUSH_R: may_fault(at); spush32(get_r(src_of(rec), 31)); if (block_stop()) break; continue;
+        case U_PUSH_I: may_fault(at); spush32(imm_of(rec)); if (block_stop()) break; continue;
+        case U_PUSH_M: { may_fault(at); const v = mem_read(rec, 31); spush32(v); if (block_stop()) break; continue; }
+        case U_POP_R: { may_fault(at); const v = spop32(); set_r(dst_of(rec), 31, v); if (block_stop()) break; continue; }
+        case U_LEAVE: may_fault(at); leave32(); continue;
+        case U_IMUL_RR: { const d = dst_of(rec); set_r(d, 31, imul_trunc(get_r(d, 31), get_r(src_of(rec), 31), 31)); continue; }
+        case U_IMUL_RM: { may_fault(at); const b = mem_read(rec, 31); const d = dst_of(rec); set_r(d, 31, imul_trunc(get_r(d, 31), b, 31)); if (block_stop()) break; continue; }
+        case U_IMUL_RRI: set_r(dst_of(rec), 31, imul_trunc(get_r(src_of(rec), 31), imm_of(rec), 31)); continue;
+        case U_IMUL_RMI: { may_fault(at); const a = mem_read(rec, 31); set_r(dst_of(rec), 31, imul_trunc(a, imm_of(rec), 31)); if (block_stop()) break; continue; }
+        case U_SETCC_R: set_r(dst_of(rec), 7, test_cc_inline(sub_of(rec)) ? 1 : 0); continue;
+        case U_SETCC_M: may_fault(at); mem_write(rec, 7, test_cc_inline(sub_of(rec)) ? 1 : 0); if (block_stop()) break; continue;
+        case U_CMOV_RR: { const v = get_r(src_of(rec), 31); if (test_cc_inline(sub_of(rec))) set_r(dst_of(rec), 31, v); continue; }
+        case U_CMOV_RM: { may_fault(at); const v = mem_read(rec, 31); if (test_cc_inline(sub_of(rec))) set_r(dst_of(rec), 31, v); if (block_stop()) break; continue; }
         case U_XCHG_RR: {
           const d = dst_of(rec), s = src_of(rec);
           const a = get_r(d, 31);
           set_r(d, 31, get_r(s, 31));
           set_r(s, 31, a);
-          retire(); continue;
+          continue;
         }
         case U_XCHG_MR: {
           may_fault(at);
@@ -1007,95 +1093,95 @@ export function run_cached(budget: u64): u32 {
           const s = src_of(rec);
           write32(lin, get_r(s, 31));
           set_r(s, 31, a);
-          retire(); if (block_stop()) break; continue;
+          if (block_stop()) break; continue;
         }
-        case U_CWDE: set_reg32(EAX, <u32>(<i32>(<i16>reg16(EAX)))); retire(); continue;
-        case U_CDQ: set_reg32(EDX, (reg32(EAX) >> 31) ? 0xffffffff : 0); retire(); continue;
-        case U_NOP: retire(); continue;
-        case U_JO: if (test_cc_inline(0)) eip += imm_of(rec); retire(); break;
-        case U_JNO: if (test_cc_inline(1)) eip += imm_of(rec); retire(); break;
-        case U_JB: if (test_cc_inline(2)) eip += imm_of(rec); retire(); break;
-        case U_JAE: if (test_cc_inline(3)) eip += imm_of(rec); retire(); break;
-        case U_JE: if (test_cc_inline(4)) eip += imm_of(rec); retire(); break;
-        case U_JNE: if (test_cc_inline(5)) eip += imm_of(rec); retire(); break;
-        case U_JBE: if (test_cc_inline(6)) eip += imm_of(rec); retire(); break;
-        case U_JA: if (test_cc_inline(7)) eip += imm_of(rec); retire(); break;
-        case U_JS: if (test_cc_inline(8)) eip += imm_of(rec); retire(); break;
-        case U_JNS: if (test_cc_inline(9)) eip += imm_of(rec); retire(); break;
-        case U_JP: if (test_cc_inline(10)) eip += imm_of(rec); retire(); break;
-        case U_JNP: if (test_cc_inline(11)) eip += imm_of(rec); retire(); break;
-        case U_JL: if (test_cc_inline(12)) eip += imm_of(rec); retire(); break;
-        case U_JGE: if (test_cc_inline(13)) eip += imm_of(rec); retire(); break;
-        case U_JLE: if (test_cc_inline(14)) eip += imm_of(rec); retire(); break;
-        case U_JG: if (test_cc_inline(15)) eip += imm_of(rec); retire(); break;
-        case U_ADD_RR32: alu_rr(rec, 31, 0); retire(); continue;
-        case U_OR_RR32: alu_rr(rec, 31, 1); retire(); continue;
-        case U_ADC_RR32: alu_rr(rec, 31, 2); retire(); continue;
-        case U_SBB_RR32: alu_rr(rec, 31, 3); retire(); continue;
-        case U_AND_RR32: alu_rr(rec, 31, 4); retire(); continue;
-        case U_SUB_RR32: alu_rr(rec, 31, 5); retire(); continue;
-        case U_XOR_RR32: alu_rr(rec, 31, 6); retire(); continue;
-        case U_CMP_RR32: alu_rr(rec, 31, 7); retire(); continue;
-        case U_ADD_RI32: alu_ri(rec, 31, 0); retire(); continue;
-        case U_OR_RI32: alu_ri(rec, 31, 1); retire(); continue;
-        case U_ADC_RI32: alu_ri(rec, 31, 2); retire(); continue;
-        case U_SBB_RI32: alu_ri(rec, 31, 3); retire(); continue;
-        case U_AND_RI32: alu_ri(rec, 31, 4); retire(); continue;
-        case U_SUB_RI32: alu_ri(rec, 31, 5); retire(); continue;
-        case U_XOR_RI32: alu_ri(rec, 31, 6); retire(); continue;
-        case U_CMP_RI32: alu_ri(rec, 31, 7); retire(); continue;
-        case U_ADD_RM32: may_fault(at); alu_rm(rec, 31, 0); retire(); if (block_stop()) break; continue;
-        case U_OR_RM32: may_fault(at); alu_rm(rec, 31, 1); retire(); if (block_stop()) break; continue;
-        case U_ADC_RM32: may_fault(at); alu_rm(rec, 31, 2); retire(); if (block_stop()) break; continue;
-        case U_SBB_RM32: may_fault(at); alu_rm(rec, 31, 3); retire(); if (block_stop()) break; continue;
-        case U_AND_RM32: may_fault(at); alu_rm(rec, 31, 4); retire(); if (block_stop()) break; continue;
-        case U_SUB_RM32: may_fault(at); alu_rm(rec, 31, 5); retire(); if (block_stop()) break; continue;
-        case U_XOR_RM32: may_fault(at); alu_rm(rec, 31, 6); retire(); if (block_stop()) break; continue;
-        case U_CMP_RM32: may_fault(at); alu_rm(rec, 31, 7); retire(); if (block_stop()) break; continue;
+        case U_CWDE: set_reg32(EAX, <u32>(<i32>(<i16>reg16(EAX)))); continue;
+        case U_CDQ: set_reg32(EDX, (reg32(EAX) >> 31) ? 0xffffffff : 0); continue;
+        case U_NOP: continue;
+        case U_JO: if (test_cc_inline(0)) eip += imm_of(rec); break;
+        case U_JNO: if (test_cc_inline(1)) eip += imm_of(rec); break;
+        case U_JB: if (test_cc_inline(2)) eip += imm_of(rec); break;
+        case U_JAE: if (test_cc_inline(3)) eip += imm_of(rec); break;
+        case U_JE: if (test_cc_inline(4)) eip += imm_of(rec); break;
+        case U_JNE: if (test_cc_inline(5)) eip += imm_of(rec); break;
+        case U_JBE: if (test_cc_inline(6)) eip += imm_of(rec); break;
+        case U_JA: if (test_cc_inline(7)) eip += imm_of(rec); break;
+        case U_JS: if (test_cc_inline(8)) eip += imm_of(rec); break;
+        case U_JNS: if (test_cc_inline(9)) eip += imm_of(rec); break;
+        case U_JP: if (test_cc_inline(10)) eip += imm_of(rec); break;
+        case U_JNP: if (test_cc_inline(11)) eip += imm_of(rec); break;
+        case U_JL: if (test_cc_inline(12)) eip += imm_of(rec); break;
+        case U_JGE: if (test_cc_inline(13)) eip += imm_of(rec); break;
+        case U_JLE: if (test_cc_inline(14)) eip += imm_of(rec); break;
+        case U_JG: if (test_cc_inline(15)) eip += imm_of(rec); break;
+        case U_ADD_RR32: alu_rr(rec, 31, 0); continue;
+        case U_OR_RR32: alu_rr(rec, 31, 1); continue;
+        case U_ADC_RR32: alu_rr(rec, 31, 2); continue;
+        case U_SBB_RR32: alu_rr(rec, 31, 3); continue;
+        case U_AND_RR32: alu_rr(rec, 31, 4); continue;
+        case U_SUB_RR32: alu_rr(rec, 31, 5); continue;
+        case U_XOR_RR32: alu_rr(rec, 31, 6); continue;
+        case U_CMP_RR32: alu_rr(rec, 31, 7); continue;
+        case U_ADD_RI32: alu_ri(rec, 31, 0); continue;
+        case U_OR_RI32: alu_ri(rec, 31, 1); continue;
+        case U_ADC_RI32: alu_ri(rec, 31, 2); continue;
+        case U_SBB_RI32: alu_ri(rec, 31, 3); continue;
+        case U_AND_RI32: alu_ri(rec, 31, 4); continue;
+        case U_SUB_RI32: alu_ri(rec, 31, 5); continue;
+        case U_XOR_RI32: alu_ri(rec, 31, 6); continue;
+        case U_CMP_RI32: alu_ri(rec, 31, 7); continue;
+        case U_ADD_RM32: may_fault(at); alu_rm(rec, 31, 0); if (block_stop()) break; continue;
+        case U_OR_RM32: may_fault(at); alu_rm(rec, 31, 1); if (block_stop()) break; continue;
+        case U_ADC_RM32: may_fault(at); alu_rm(rec, 31, 2); if (block_stop()) break; continue;
+        case U_SBB_RM32: may_fault(at); alu_rm(rec, 31, 3); if (block_stop()) break; continue;
+        case U_AND_RM32: may_fault(at); alu_rm(rec, 31, 4); if (block_stop()) break; continue;
+        case U_SUB_RM32: may_fault(at); alu_rm(rec, 31, 5); if (block_stop()) break; continue;
+        case U_XOR_RM32: may_fault(at); alu_rm(rec, 31, 6); if (block_stop()) break; continue;
+        case U_CMP_RM32: may_fault(at); alu_rm(rec, 31, 7); if (block_stop()) break; continue;
         case U_END: break;
-        case U_CMP_RR32_JB: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JB); retire2(); break;
-        case U_CMP_RR32_JAE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JAE); retire2(); break;
-        case U_CMP_RR32_JE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JE); retire2(); break;
-        case U_CMP_RR32_JNE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JNE); retire2(); break;
-        case U_CMP_RR32_JBE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JBE); retire2(); break;
-        case U_CMP_RR32_JA: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JA); retire2(); break;
-        case U_CMP_RR32_JL: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JL); retire2(); break;
-        case U_CMP_RR32_JGE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JGE); retire2(); break;
-        case U_CMP_RR32_JLE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JLE); retire2(); break;
-        case U_CMP_RR32_JG: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JG); retire2(); break;
-        case U_CMP_RI32_JB: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JB); retire2(); break;
-        case U_CMP_RI32_JAE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JAE); retire2(); break;
-        case U_CMP_RI32_JE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JE); retire2(); break;
-        case U_CMP_RI32_JNE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JNE); retire2(); break;
-        case U_CMP_RI32_JBE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JBE); retire2(); break;
-        case U_CMP_RI32_JA: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JA); retire2(); break;
-        case U_CMP_RI32_JL: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JL); retire2(); break;
-        case U_CMP_RI32_JGE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JGE); retire2(); break;
-        case U_CMP_RI32_JLE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JLE); retire2(); break;
-        case U_CMP_RI32_JG: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JG); retire2(); break;
+        case U_CMP_RR32_JB: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JB); break;
+        case U_CMP_RR32_JAE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JAE); break;
+        case U_CMP_RR32_JE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JE); break;
+        case U_CMP_RR32_JNE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JNE); break;
+        case U_CMP_RR32_JBE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JBE); break;
+        case U_CMP_RR32_JA: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JA); break;
+        case U_CMP_RR32_JL: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JL); break;
+        case U_CMP_RR32_JGE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JGE); break;
+        case U_CMP_RR32_JLE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JLE); break;
+        case U_CMP_RR32_JG: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JG); break;
+        case U_CMP_RI32_JB: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JB); break;
+        case U_CMP_RI32_JAE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JAE); break;
+        case U_CMP_RI32_JE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JE); break;
+        case U_CMP_RI32_JNE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JNE); break;
+        case U_CMP_RI32_JBE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JBE); break;
+        case U_CMP_RI32_JA: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JA); break;
+        case U_CMP_RI32_JL: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JL); break;
+        case U_CMP_RI32_JGE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JGE); break;
+        case U_CMP_RI32_JLE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JLE); break;
+        case U_CMP_RI32_JG: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JG); break;
         case U_TEST_RR32_JE: {
           const r = get_r(dst_of(rec), 31) & get_r(src_of(rec), 31);
           test_flags(r, 31);
           eip = jump_if(rec, eip, (r == 0) == true);
-          retire2(); break;
+          break;
         }
         case U_TEST_RR32_JNE: {
           const r = get_r(dst_of(rec), 31) & get_r(src_of(rec), 31);
           test_flags(r, 31);
           eip = jump_if(rec, eip, (r == 0) == false);
-          retire2(); break;
+          break;
         }
         case U_TEST_RI32_JE: {
           const r = get_r(dst_of(rec), 31) & imm_of(rec);
           test_flags(r, 31);
           eip = jump_if(rec, eip, (r == 0) == true);
-          retire2(); break;
+          break;
         }
         case U_TEST_RI32_JNE: {
           const r = get_r(dst_of(rec), 31) & imm_of(rec);
           test_flags(r, 31);
           eip = jump_if(rec, eip, (r == 0) == false);
-          retire2(); break;
+          break;
         }
         case U_DEC_R32_JNE: {
           const d = dst_of(rec);
@@ -1103,7 +1189,7 @@ export function run_cached(budget: u64): u32 {
           set_r(d, 31, a - 1);
           dec(a, 31);
           eip = jump_if(rec, eip, a != 1);
-          retire2(); break;
+          break;
         }
         case U_STRING: {
           may_fault(at);
@@ -1111,26 +1197,29 @@ export function run_cached(budget: u64): u32 {
           reset_prefixes(true);
           set_prefix_seg(<i32>(load<u8>(rec, R_SEG) >> 4));
           string_op(sub_of(rec), dst_of(rec));
-          retire(); if (block_stop()) break; continue;
+          if (block_stop()) break; continue;
         }
         case U_IN_I: case U_IN_D: {
+          // Devices read the instruction count (the virtual clock): IN ends its block.
           may_fault(at);
+          store<u64>(CPU_STATE + INSTR_COUNT, count + <u64>(n - 1));
           const port = load<u8>(rec, R_UOP) == U_IN_D ? reg16(EDX) : imm_of(rec);
           const size = sub_of(rec);
           io_check(port, size);
           const v = io_read(port, size);
           if (size == 1) set_reg8(0, v); else if (size == 2) set_reg16(EAX, v); else set_reg32(EAX, v);
-          retire();
+         
           go = blocks_may_run();
           break;
         }
         case U_OUT_I: case U_OUT_D: {
           may_fault(at);
+          store<u64>(CPU_STATE + INSTR_COUNT, count + <u64>(n - 1));
           const port = load<u8>(rec, R_UOP) == U_OUT_D ? reg16(EDX) : imm_of(rec);
           const size = sub_of(rec);
           io_check(port, size);
           io_write(port, size, size == 1 ? reg8(0) : size == 2 ? reg16(EAX) : reg32(EAX));
-          retire();
+         
           go = blocks_may_run();
           break;
         }
@@ -1138,11 +1227,18 @@ export function run_cached(budget: u64): u32 {
       }
       break;
     }
-    if (block_stop()) break;
+    // A block leaves early only for block_stop, right after the record at `rec`: its
+    // records up to there are one instruction each (fused records end blocks).
+    if (block_stop()) {
+      count += <u64>((rec - first) / RECORD_SIZE + 1);
+      break;
+    }
+    count += <u64>n;
   }
+  store<u64>(CPU_STATE + INSTR_COUNT, count);
   store<u32>(CPU_STATE + REG_EIP, eip);
   set_in_block(false);
-  return <u32>(load<u64>(CPU_STATE + INSTR_COUNT) - start);
+  return <u32>(count - start);
 }
 
 /**
@@ -1175,11 +1271,3 @@ export function run_cached(budget: u64): u32 {
 // Condition codes (SDM Vol. 1, B.1).
 const JB: u32 = 2; const JAE: u32 = 3; const JE: u32 = 4; const JNE: u32 = 5; const JBE: u32 = 6;
 const JA: u32 = 7; const JL: u32 = 12; const JGE: u32 = 13; const JLE: u32 = 14; const JG: u32 = 15;
-
-/** One more instruction retired. */
-@inline function retire(): void {
-  store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(CPU_STATE + INSTR_COUNT) + 1);
-}
-@inline function retire2(): void {
-  store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(CPU_STATE + INSTR_COUNT) + 2);
-}

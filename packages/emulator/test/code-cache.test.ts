@@ -452,3 +452,137 @@ describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
     newimm: dd 0x22222222`, 0x33333333);
   });
 });
+
+// ---------------------------------------------------------------------------------------
+// Counting: blocks count their instructions as a whole, yet a run stops at its budget, and
+// a fault or a device sees the count, exactly where the interpreter has them.
+
+describe('the instruction count in decoded blocks', () => {
+  it('stops a run at any budget, inside blocks too', () => {
+    const cached = makeCpu();
+    const plain = makeCpu();
+    for (let seed = 1; seed <= 60; seed++) {
+      const code = randomProgram(seed, 120);
+      const r = rng(seed * 7919);
+      const states: Record<string, unknown>[][] = [];
+      for (const [cpu, cache] of [[cached, true], [plain, false]] as const) {
+        cpu.reset();
+        cpu.exports.code_cache_enable(cache ? 1 : 0);
+        loadFlat(cpu, code, LOAD);
+        cpu.writePhysical(DATA, new Uint8Array(256).map((_, i) => (i * 37 + 11) & 0xff));
+        states.push([]);
+      }
+      // The same budgets for both: 1-40 instructions, up to the HLT.
+      for (let stop = StopReason.Count; stop !== StopReason.Halt;) {
+        const budget = 1 + Math.floor(r() * 40);
+        stop = cached.run(budget);
+        expect(plain.run(budget)).toBe(stop);
+        states[0].push(snapshot(cached));
+        states[1].push(snapshot(plain));
+        if (JSON.stringify(states[0].at(-1)) !== JSON.stringify(states[1].at(-1))) {
+          expect({ seed, ...states[0].at(-1) }).toEqual({ seed, ...states[1].at(-1) });
+        }
+      }
+    }
+  });
+});
+
+describe.skipIf(!hasNasm)('faults and devices in the middle of a block', () => {
+  // Each pass runs one block holding a load past FS.limit (#GP), a DIV by zero (#DE) and
+  // an MMIO read; the handlers fix the cause and return to retry. Every handler and the
+  // device record the instruction count; the handlers fold the faulting EIP and ESP into
+  // EBX. Both must come out as without decoded blocks, on the passes after the first too.
+  const source = String.raw`
+      mov esp, 0x1a0000
+      lgdt [gdtr]
+      jmp 0x08:flat
+    flat:
+      mov ax, 0x10
+      mov ds, ax
+      mov es, ax
+      mov ss, ax
+      mov ax, 0x18
+      mov fs, ax
+      lidt [idtr]
+      xor ebx, ebx
+      mov esi, 4
+    pass:
+      mov edi, 0x2000
+      xor ecx, ecx
+      add ebx, 1
+      mov eax, [fs:edi]
+      add ebx, eax
+      push ebx
+      xor edx, edx
+      mov eax, 100
+      div ecx
+      pop ebx
+      add ebx, eax
+      add ebx, [0xfee00000]
+      lea ebx, [ebx + ebx * 2]
+      dec esi
+      jnz pass
+      hlt
+    de_handler:
+      out 0x80, al
+      add ebx, [esp]
+      add ebx, esp
+      mov ecx, 7
+      iret
+    gp_handler:
+      out 0x80, al
+      add ebx, [esp + 4]
+      add ebx, esp
+      mov edi, 0x10
+      add esp, 4
+      iret
+    align 8
+    gdt:
+      dq 0
+      dq 0x00cf9a000000ffff          ; 0x08: flat code
+      dq 0x00cf92000000ffff          ; 0x10: flat data
+      dw 0x0fff, 0x0000              ; 0x18: data at 0x180000, limit 0xfff
+      db 0x18, 0x92, 0x40, 0x00
+    gdtr:
+      dw gdtr - gdt - 1
+      dd gdt
+    idt:
+      %assign v 0
+      %rep 14
+        %if v == 0
+          dw (de_handler - $$ + 0x100000) & 0xffff, 0x08, 0x8e00, (de_handler - $$ + 0x100000) >> 16
+        %elif v == 13
+          dw (gp_handler - $$ + 0x100000) & 0xffff, 0x08, 0x8e00, (gp_handler - $$ + 0x100000) >> 16
+        %else
+          dq 0
+        %endif
+        %assign v v + 1
+      %endrep
+    idtr:
+      dw idtr - idt - 1
+      dd idt`;
+
+  it('see the count, EIP and ESP the interpreter gives them', () => {
+    const code = assemble(source);
+    const seen: { ebx: number; counts: string[] }[] = [];
+    for (const cache of [true, false]) {
+      const counts: string[] = [];
+      let cpu: Cpu | undefined;
+      const bus: CpuBus = {
+        ioRead: () => 0xff,
+        ioWrite: (port) => { if (port === 0x80) counts.push(`fault ${cpu!.instructionCount}`); },
+        mmioRead: (addr) => { counts.push(`mmio ${addr.toString(16)} ${cpu!.instructionCount}`); return 0x100; },
+        mmioWrite: () => {},
+        interruptAcknowledge: () => -1,
+      };
+      cpu = new Cpu({ ramBytes: RAM_BYTES, bus });
+      cpu.exports.code_cache_enable(cache ? 1 : 0);
+      loadFlat(cpu, code, LOAD);
+      expect(cpu.run(1_000_000), `cache ${cache ? 'on' : 'off'}`).toBe(StopReason.Halt);
+      counts.push(`end ${cpu.instructionCount}`);
+      seen.push({ ebx: cpu.state.get('ebx') >>> 0, counts });
+    }
+    expect(seen[0].counts.length).toBe(4 * 3 + 1);
+    expect(seen[0]).toEqual(seen[1]);
+  });
+});
