@@ -26,7 +26,7 @@ import {
 } from './layout';
 import {
   reg32, set_reg32, reg16, set_reg16, reg8, set_reg8, test_cc_inline, seg_attr, FLAG_TF, FLAG_IF,
-  FLAG_CF, FLAG_OF, FLAG_AF, FLAG_ZF, FLAG_SF, FLAG_PF, LF_LOGIC, ESP, EBP, EAX, EDX, SS, DS, ATTR_DB,
+  FLAG_CF, FLAG_OF, FLAG_AF, FLAG_ZF, FLAG_SF, FLAG_PF, FLAG_DF, LF_LOGIC, set_flags_bits, ESP, EBP, EAX, EDX, SS, DS, ATTR_DB,
 } from './state';
 import {
   vread32, read8, read16, read32, write8, write16, write32, seg_check_fast, seg_fast_refresh,
@@ -39,6 +39,7 @@ import { string_op } from './string';
 import { io_read, io_write, io_check } from './io';
 import {
   alu_inline, inc, dec, neg, shift_op, imul_trunc, mul32, imul32, div32, idiv32, test_flags,
+  shld, shrd, bsf, bsr,
 } from './arith';
 import { step } from './exec';
 
@@ -153,6 +154,17 @@ const U_STRING: u32 = 161;
 // IN and OUT, the port in R_IMM or DX, sub = size. A device may raise an interrupt line or
 // ask the host loop to stop, so they end the block and the run goes on only as run() would.
 const U_IN_I: u32 = 162; const U_IN_D: u32 = 163; const U_OUT_I: u32 = 164; const U_OUT_D: u32 = 165;
+// 32-bit only. BT BTS BTR BTC (sub 0-3), the bit number from a register or an imm8; a
+// memory operand is the byte holding the bit, as exec.ts bit_op() accesses it.
+const U_BT_RR: u32 = 166; const U_BT_RI: u32 = 167; const U_BT_MR: u32 = 168; const U_BT_MI: u32 = 169;
+/** SHLD/SHRD Ev, Gv: sub bit 0 = SHRD, bit 1 = count in CL (else R_IMM). */
+const U_SHXD_R: u32 = 170; const U_SHXD_M: u32 = 171;
+/** BSF (sub 0) or BSR (sub 1) Gv, Ev. */
+const U_BSX_RR: u32 = 172; const U_BSX_RM: u32 = 173;
+const U_BSWAP: u32 = 174;
+const U_XADD_RR: u32 = 175; const U_XADD_MR: u32 = 176;
+const U_CMPXCHG_RR: u32 = 177; const U_CMPXCHG_MR: u32 = 178;
+const U_CLD: u32 = 179; const U_STD: u32 = 180;
 
 // ---------------------------------------------------------------------------------------
 // The decode table: one entry per opcode, 0x000-0x0FF and 0F xx at 0x100-0x1FF. It says
@@ -205,6 +217,15 @@ const F_IN_I: u32 = 40;    // IN from an imm8 port
 const F_IN_D: u32 = 41;    // IN from port DX
 const F_OUT_I: u32 = 42;
 const F_OUT_D: u32 = 43;
+const F_BT_EG: u32 = 44;   // BT BTS BTR BTC Ev,Gv (sub)
+const F_BT_EI: u32 = 45;   // 0F BA /4../7 Ev,imm8
+const F_SHXD: u32 = 46;    // SHLD/SHRD (sub as U_SHXD_*)
+const F_BSX: u32 = 47;     // BSF/BSR (sub)
+const F_BSWAP: u32 = 48;
+const F_XADD: u32 = 49;
+const F_CMPXCHG: u32 = 50;
+const F_CLD: u32 = 51;
+const F_STD: u32 = 52;
 
 // Entry bits: form in 0-7, sub in 8-11, immediate kind in 12-14, flags above.
 const IB: u32 = 1 << 12;   // imm8
@@ -282,7 +303,7 @@ const DECODE_TABLE: StaticArray<u32> = [
   F_CALL | IZ, F_JMP | IZ, 0, F_JMP | IBS, F_IN_D | B | W, F_IN_D | W, F_OUT_D | B | W, F_OUT_D | W,
   // 0xF0
   0, 0, 0, 0, 0, 0, F_GRP3 | M | B, F_GRP3 | M | W,
-  0, 0, 0, 0, 0, 0, F_GRP4 | M | B | W, F_GRP5 | M | W,
+  0, 0, 0, 0, F_CLD, F_STD, F_GRP4 | M | B | W, F_GRP5 | M | W,
 
   // 0F 00 .. 0F 3F
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -309,11 +330,13 @@ const DECODE_TABLE: StaticArray<u32> = [
   F_SETCC | M | 0x800, F_SETCC | M | 0x900, F_SETCC | M | 0xa00, F_SETCC | M | 0xb00,
   F_SETCC | M | 0xc00, F_SETCC | M | 0xd00, F_SETCC | M | 0xe00, F_SETCC | M | 0xf00,
   // 0F A0
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, F_IMUL_GE | M,
+  0, 0, 0, F_BT_EG | M, F_SHXD | M | IB, F_SHXD | M | 0x200, 0, 0,
+  0, 0, 0, F_BT_EG | M | 0x100, F_SHXD | M | IB | 0x100, F_SHXD | M | 0x300, 0, F_IMUL_GE | M,
   // 0F B0
-  0, 0, 0, 0, 0, 0, F_MOVX | M, F_MOVX | M | 0x100, 0, 0, 0, 0, 0, 0, F_MOVX | M | 0x200, F_MOVX | M | 0x300,
+  0, F_CMPXCHG | M, 0, F_BT_EG | M | 0x200, 0, 0, F_MOVX | M, F_MOVX | M | 0x100,
+  0, 0, F_BT_EI | M | IB, F_BT_EG | M | 0x300, F_BSX | M, F_BSX | M | 0x100, F_MOVX | M | 0x200, F_MOVX | M | 0x300,
   // 0F C0 .. 0F FF
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, F_XADD | M, 0, 0, 0, 0, 0, 0, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -362,6 +385,7 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
   let seg: i32 = -1;
   let o16 = false;
   let repz = false;
+  let lock = false;
   let op: u32 = 0;
   while (true) {
     const b = dbyte();
@@ -369,6 +393,7 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
     if (b == 0x64 || b == 0x65) { seg = <i32>(b - 0x60); continue; }
     if (b == 0x66) { o16 = true; continue; }
     if (b == 0xf3) { repz = true; continue; }
+    if (b == 0xf0) { lock = true; continue; }
     op = b == 0x0f ? 0x100 | dbyte() : b;
     break;
   }
@@ -559,8 +584,39 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
     case F_IN_D: uop = U_IN_D; sub = (sh + 1) >> 3; break;
     case F_OUT_I: uop = U_OUT_I; sub = (sh + 1) >> 3; break;
     case F_OUT_D: uop = U_OUT_D; sub = (sh + 1) >> 3; break;
+    case F_BT_EG:
+      src = reg_off(reg, 31);
+      if (isMem) uop = U_BT_MR; else { uop = U_BT_RR; dst = reg_off(rm, 31); }
+      break;
+    case F_BT_EI:
+      if (reg < 4) return 0;
+      sub = reg - 4;
+      imm &= 31;
+      if (isMem) uop = U_BT_MI; else { uop = U_BT_RI; dst = reg_off(rm, 31); }
+      break;
+    case F_SHXD:
+      src = reg_off(reg, 31);
+      if (isMem) uop = U_SHXD_M; else { uop = U_SHXD_R; dst = reg_off(rm, 31); }
+      break;
+    case F_BSX:
+      dst = reg_off(reg, 31);
+      if (isMem) uop = U_BSX_RM; else { uop = U_BSX_RR; src = reg_off(rm, 31); }
+      break;
+    case F_BSWAP: uop = U_BSWAP; dst = reg_off(op & 7, 31); break;
+    case F_XADD:
+      src = reg_off(reg, 31);
+      if (isMem) uop = U_XADD_MR; else { uop = U_XADD_RR; dst = reg_off(rm, 31); }
+      break;
+    case F_CMPXCHG:
+      src = reg_off(reg, 31);
+      if (isMem) uop = U_CMPXCHG_MR; else { uop = U_CMPXCHG_RR; dst = reg_off(rm, 31); }
+      break;
+    case F_CLD: uop = U_CLD; break;
+    case F_STD: uop = U_STD; break;
     default: return 0;
   }
+  // LOCK: one CPU, so nothing to do for the forms it allows; the rest (#UD) run in step().
+  if (lock && !lockable(uop, sub)) return 0;
   store<u8>(rec + R_UOP, <u8>uop);
   store<u8>(rec + R_LEN, <u8>len);
   store<u8>(rec + R_DST, <u8>dst);
@@ -572,6 +628,16 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
   store<u32>(rec + R_DISP, disp);
   store<u32>(rec + R_IMM, imm);
   return len;
+}
+
+/** Whether LOCK may prefix this uop (exec.ts check_lock): read-modify-write memory forms. */
+function lockable(uop: u32, sub: u32): bool {
+  if (uop >= U_ALU_MR32 && uop <= U_ALU_MR8) return sub != 7;
+  if (uop >= U_ALU_MI32 && uop <= U_ALU_MI8) return sub != 7;
+  if (uop >= U_INCDEC_M32 && uop <= U_INCDEC_M8) return true;
+  if (uop == U_GRP3_M32) return sub == 2 || sub == 3;
+  if (uop == U_BT_MR || uop == U_BT_MI) return sub != 0;
+  return uop == U_XCHG_MR || uop == U_XADD_MR || uop == U_CMPXCHG_MR;
 }
 
 @inline function ends_block(uop: u32): bool {
@@ -819,6 +885,42 @@ function decode_block(phys: u32, eip: u32, avail: u32): u32 {
   store<u32>(CPU_STATE + LF_KIND, LF_LOGIC | (sh << 8));
   store<u32>(CPU_STATE + LF_MASK, FLAG_ZF | FLAG_SF | FLAG_PF);
   return r;
+}
+
+/** BT BTS BTR BTC (sub) on a 32-bit register, bit `b` (mod 32); only CF changes. */
+@inline function bt_r(rec: u32, b: u32): void {
+  const op = sub_of(rec);
+  const d = dst_of(rec);
+  const v = get_r(d, 31);
+  const m: u32 = 1 << (b & 31);
+  if (op == 1) set_r(d, 31, v | m); else if (op == 2) set_r(d, 31, v & ~m); else if (op == 3) set_r(d, 31, v ^ m);
+  set_flags_bits(FLAG_CF, (v & m) != 0 ? FLAG_CF : 0);
+}
+/** The same on memory: bit `bit` (0-7) of the byte at the operand's address + `off`. */
+function bt_m(rec: u32, off: u32, bit: u32): void {
+  const op = sub_of(rec);
+  const sf = <u32>load<u8>(rec, R_SEG);
+  const ea = ea_of(rec) + off;
+  const m: u32 = 1 << bit;
+  let v: u32;
+  if (op == 0) {
+    v = read8(seg_check_fast(sf, ea, 1, SF_READ, ATTR_READ_OK));
+  } else {
+    const lin = seg_check_fast(sf, ea, 1, SF_RMW, ATTR_WRITE_OK | ATTR_READ_OK);
+    check_write_lin_fast(lin, 1);
+    v = read8(lin);
+    write8(lin, op == 1 ? v | m : op == 2 ? v & ~m : v ^ m);
+  }
+  set_flags_bits(FLAG_CF, (v & m) != 0 ? FLAG_CF : 0);
+}
+/** SHLD (sub bit 0 clear) or SHRD of `a` with bits from `b`. */
+@inline function shxd(sub: u32, a: u32, b: u32, count: u32): u32 {
+  return sub & 1 ? shrd(a, b, count, 31) : shld(a, b, count, 31);
+}
+/** BSF or BSR (sub) of `s` into the destination register, which a zero source leaves. */
+@inline function bsx(rec: u32, s: u32): void {
+  const d = dst_of(rec);
+  set_r(d, 31, sub_of(rec) ? bsr(s, get_r(d, 31), 31) : bsf(s, get_r(d, 31), 31));
 }
 
 /** F7 /2../7 (NOT NEG MUL IMUL DIV IDIV) on a 32-bit register or memory operand. */
@@ -1208,7 +1310,6 @@ export function run_cached(budget: u64): u32 {
           io_check(port, size);
           const v = io_read(port, size);
           if (size == 1) set_reg8(0, v); else if (size == 2) set_reg16(EAX, v); else set_reg32(EAX, v);
-         
           go = blocks_may_run();
           break;
         }
@@ -1219,10 +1320,74 @@ export function run_cached(budget: u64): u32 {
           const size = sub_of(rec);
           io_check(port, size);
           io_write(port, size, size == 1 ? reg8(0) : size == 2 ? reg16(EAX) : reg32(EAX));
-         
           go = blocks_may_run();
           break;
         }
+        case U_BT_RR: bt_r(rec, get_r(src_of(rec), 31)); continue;
+        case U_BT_RI: bt_r(rec, imm_of(rec)); continue;
+        case U_BT_MR: {
+          may_fault(at);
+          const b = get_r(src_of(rec), 31);
+          bt_m(rec, (<u32>(<i32>b >> 5) << 2) + ((b & 31) >>> 3), b & 7);
+          if (block_stop()) break; continue;
+        }
+        case U_BT_MI: { may_fault(at); const b = imm_of(rec); bt_m(rec, b >>> 3, b & 7); if (block_stop()) break; continue; }
+        case U_SHXD_R: {
+          const count = sub_of(rec) & 2 ? reg8(1) : imm_of(rec);
+          if ((count & 31) == 0) continue;
+          const d = dst_of(rec);
+          set_r(d, 31, shxd(sub_of(rec), get_r(d, 31), get_r(src_of(rec), 31), count));
+          continue;
+        }
+        case U_SHXD_M: {
+          may_fault(at);
+          const lin = rmw_lin(rec, 31);
+          const a = read32(lin);
+          const count = sub_of(rec) & 2 ? reg8(1) : imm_of(rec);
+          if ((count & 31) != 0) write32(lin, shxd(sub_of(rec), a, get_r(src_of(rec), 31), count));
+          if (block_stop()) break; continue;
+        }
+        case U_BSX_RR: bsx(rec, get_r(src_of(rec), 31)); continue;
+        case U_BSX_RM: may_fault(at); bsx(rec, mem_read(rec, 31)); if (block_stop()) break; continue;
+        case U_BSWAP: { const d = dst_of(rec); set_r(d, 31, bswap<u32>(get_r(d, 31))); continue; }
+        case U_XADD_RR: {
+          const d = dst_of(rec), s = src_of(rec);
+          const a = get_r(d, 31);
+          const r = alu_inline(0, a, get_r(s, 31), 31);
+          set_r(s, 31, a);
+          set_r(d, 31, r);
+          continue;
+        }
+        case U_XADD_MR: {
+          may_fault(at);
+          const lin = rmw_lin(rec, 31);
+          const a = read32(lin);
+          const s = src_of(rec);
+          const r = alu_inline(0, a, get_r(s, 31), 31);
+          set_r(s, 31, a);
+          write32(lin, r);
+          if (block_stop()) break; continue;
+        }
+        case U_CMPXCHG_RR: {
+          const d = dst_of(rec);
+          const v = get_r(d, 31);
+          const a = reg32(EAX);
+          alu_inline(7, a, v, 31);
+          if (a == v) set_r(d, 31, get_r(src_of(rec), 31)); else set_reg32(EAX, v);
+          continue;
+        }
+        case U_CMPXCHG_MR: {
+          may_fault(at);
+          const lin = rmw_lin(rec, 31);
+          const v = read32(lin);
+          const a = reg32(EAX);
+          alu_inline(7, a, v, 31);
+          // The destination is written either way (a locked cycle), as in step().
+          if (a == v) write32(lin, get_r(src_of(rec), 31)); else { write32(lin, v); set_reg32(EAX, v); }
+          if (block_stop()) break; continue;
+        }
+        case U_CLD: store<u32>(CPU_STATE + REG_EFLAGS, load<u32>(CPU_STATE + REG_EFLAGS) & ~FLAG_DF); continue;
+        case U_STD: store<u32>(CPU_STATE + REG_EFLAGS, load<u32>(CPU_STATE + REG_EFLAGS) | FLAG_DF); continue;
         default: unreachable();
       }
       break;

@@ -101,6 +101,14 @@ class Gen {
     }
   }
 
+  /** ModRM (+SIB, disp) for a memory operand. */
+  mrm(regField: number): number[] {
+    for (;;) {
+      const b = this.rm(regField, false, false);
+      if (b[0] >> 6 !== 3) return b;
+    }
+  }
+
   /** One random instruction (or a short idiom); returns its bytes. */
   insn(): number[] {
     const o16 = this.r() < 0.15;
@@ -109,7 +117,7 @@ class Gen {
     const seg = this.r() < 0.05 ? [this.pick([0x26, 0x36, 0x3e, 0x64, 0x65])] : [];
     const imm = (): number[] => (o16 ? this.imm16() : this.imm32());
     const k = this.int(8);
-    switch (this.int(28)) {
+    switch (this.int(31)) {
       case 0: return [...seg, ...p, 0x01 + 8 * k, ...this.rm(this.int(8), true, false)];
       case 1: return [...seg, ...p, 0x03 + 8 * k, ...this.rm(this.pick(DEST32), false, false)];
       case 2: return [...seg, 0x00 + 8 * k, ...this.rm(this.int(8), true, true)];
@@ -176,6 +184,37 @@ class Gen {
       case 27: // IN and OUT (the test bus reads 0xFF and drops writes)
         return this.pick([[0xe4, 0x80], [0xe5, 0x80], [0x66, 0xe5, 0x80], [0xe6, 0x80], [0xe7, 0x80], [0xec], [0xed], [0x66, 0xed], [0xee], [0xef],
           [0xf3, 0x90]]);
+      case 28: case 29: { // bit tests, double shifts, bit scans, BSWAP, XADD, CMPXCHG, CLD/STD
+        const d = this.pick(DEST32);
+        // LOCK only where it is valid: on a memory destination.
+        const locked = (b: number[]): number[] => (this.r() < 0.5 ? [0xf0, ...b] : b);
+        // A bit number in EDX, small (either sign), so the byte stays in the data area.
+        const v = this.int(512) - 128;
+        const edx = [0xba, v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff];
+        return this.pick([
+          [0x0f, this.pick([0xa3, 0xab, 0xb3, 0xbb]), 0xc0 | (this.int(8) << 3) | d],
+          [...edx, 0x0f, this.pick([0xa3, 0xab, 0xb3, 0xbb]), 0x56, 64 + this.int(32)],
+          [...edx, 0xf0, 0x0f, this.pick([0xab, 0xb3, 0xbb]), 0x56, 64 + this.int(32)],
+          locked([0x0f, 0xba, ...this.mrm(5 + this.int(3)), this.int(256)]),
+          [0x0f, 0xba, ...this.mrm(4), this.int(256)],
+          [0x0f, 0xba, 0xe0 | (this.int(4) << 3) | d, this.int(256)],
+          [...seg, 0x0f, this.pick([0xa4, 0xac]), ...this.rm(this.int(8), true, false), this.int(40)],
+          [...seg, 0x0f, this.pick([0xa5, 0xad]), ...this.rm(this.int(8), true, false)],
+          [...seg, 0x0f, this.pick([0xbc, 0xbd]), ...this.rm(d, false, false)],
+          [0x0f, 0xc8 + d],
+          [0x0f, 0xc1, ...this.rm(this.pick(DEST32), true, false)],
+          locked([0x0f, 0xc1, ...this.mrm(this.pick(DEST32))]),
+          [0x0f, 0xb1, ...this.rm(this.pick(DEST32), true, false)],
+          locked([0x0f, 0xb1, ...this.mrm(this.pick(DEST32))]),
+          [0x39, 0xc0 | (this.int(8) << 3) | this.int(8), 0x0f, 0xb1, ...this.rm(this.pick(DEST32), true, false)],
+          [0xfd, 0xfc], [0xfc],
+          locked([...p, 0x01 + 8 * this.int(7), ...this.mrm(this.int(8))]),
+          locked([0x83, ...this.mrm(k === 7 ? 0 : k), this.imm8()]),
+          locked([0xff, ...this.mrm(this.int(2))]),
+          locked([0xf7, ...this.mrm(2 + this.int(2))]),
+          locked([0x87, ...this.mrm(this.pick(DEST32))]),
+        ]);
+      }
       case 24: { // CALL to the next instruction and POP the return address; PUSH + RET
         const reg = this.pick(DEST32);
         this.positional = true;
