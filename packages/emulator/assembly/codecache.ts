@@ -32,7 +32,7 @@ import {
   vread32, read8, read16, read32, write8, write16, write32, seg_check_fast, seg_fast_refresh,
   check_write_lin_fast, ATTR_READ_OK, ATTR_WRITE_OK, SF_READ, SF_WRITE, SF_RMW, fw_lo, fw_len,
   fw_host, fetch_window_try, block_stop, clear_block_stop, set_in_block, V_BLOCK_EIP, V_BLOCK_RECORDS,
-  V_BLOCK_COUNT, code_page_gen, code_page_register, code_pages_clear,
+  V_BLOCK_LEFT, V_RUN_LIMIT, code_page_gen, code_page_register, code_pages_clear,
 } from './memory';
 import { push32, pop32, sp, sp_add, set_sp, reset_prefixes, set_prefix_seg } from './decode';
 import { string_op } from './string';
@@ -990,15 +990,17 @@ function leave32(): void {
  * Per instruction: EIP_START for fault delivery (ESP_START comes from raise(), see
  * in_block). EIP lives in `eip` (past the instruction while it runs, as step() leaves it
  * for CALL and relative jumps) and is stored when the run ends or step() needs it.
- * Instructions are counted per block, in `count`: INSTR_COUNT is stored before anything
+ * Instructions are counted per block, in `left`: INSTR_COUNT is stored before anything
  * that reads it (step(), port I/O) and, for a fault or an MMIO access in mid-block, worked
  * out from EIP_START by block_sync_count().
  */
 export function run_cached(budget: u64): u32 {
   if (load<u32>(CPU_STATE + CODE32) == 0) return 0;
   const start = load<u64>(CPU_STATE + INSTR_COUNT);
-  const limit = start + budget;
-  let count = start;
+  // Few live values keep the block loop in registers: `left` of the budget, the end count
+  // in memory (V_RUN_LIMIT) for the rare paths that need the count itself.
+  store<u64>(V_RUN_LIMIT, start + budget);
+  let left = budget;
   let eip = load<u32>(CPU_STATE + REG_EIP);
   let go = true;
   // The block last run: a loop that jumps back to its own start (a delay loop, a copy
@@ -1007,7 +1009,6 @@ export function run_cached(budget: u64): u32 {
   let blockEip = ~eip;
   /** Its header, 0 after a step(): the fetch window may have changed, so no chaining. */
   let cur: u32 = 0;
-  let curGen: u32 = 0;
   let first: u32 = 0;
   let n: u32 = 0;
   clear_block_stop();
@@ -1021,7 +1022,7 @@ export function run_cached(budget: u64): u32 {
         // A chain slot of the block just left (see H_CHAIN0).
         if (load<u32>(cur + H_CHAIN0_EIP) == eip) h = load<u32>(cur + H_CHAIN0);
         else if (load<u32>(cur + H_CHAIN1_EIP) == eip) h = load<u32>(cur + H_CHAIN1);
-        if (h != 0 && (load<u32>(h + H_GEN) != curGen || rel >= fw_len() ||
+        if (h != 0 && (load<u32>(h + H_GEN) != load<u32>(cur + H_GEN) || rel >= fw_len() ||
             load<u32>(h + H_PHYS) != fw_host() + eip - RAM)) h = 0;
       }
       if (h == 0) {
@@ -1053,14 +1054,13 @@ export function run_cached(budget: u64): u32 {
       if (rel + (shape >> 8) > fw_len()) break;
       blockEip = eip;
       cur = h;
-      curGen = load<u32>(h + H_GEN);
       first = h + HEADER_SIZE;
       n = shape & 0xff;
       store<u32>(V_BLOCK_EIP, eip);
       store<u32>(V_BLOCK_RECORDS, first);
     }
-    if (count + <u64>n > limit) break;
-    store<u64>(V_BLOCK_COUNT, count);
+    if (<u64>n > left) break;
+    store<u64>(V_BLOCK_LEFT, left);
     // Each case ends the one way its uop allows: go on with the next record, go on unless
     // block_stop was set (uops that touch memory, which can write code or reach MMIO), or
     // leave the block (control transfers, U_END, U_INTERP).
@@ -1073,7 +1073,7 @@ export function run_cached(budget: u64): u32 {
         case U_INTERP: {
           // step() sets EIP_START and ESP_START itself; U_INTERP ends its block.
           store<u32>(CPU_STATE + REG_EIP, eip);
-          store<u64>(CPU_STATE + INSTR_COUNT, count + <u64>(n - 1));
+          store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_RUN_LIMIT) - left + <u64>(n - 1));
           set_in_block(false);
           step();
           eip = load<u32>(CPU_STATE + REG_EIP);
@@ -1304,7 +1304,7 @@ export function run_cached(budget: u64): u32 {
         case U_IN_I: case U_IN_D: {
           // Devices read the instruction count (the virtual clock): IN ends its block.
           may_fault(at);
-          store<u64>(CPU_STATE + INSTR_COUNT, count + <u64>(n - 1));
+          store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_RUN_LIMIT) - left + <u64>(n - 1));
           const port = load<u8>(rec, R_UOP) == U_IN_D ? reg16(EDX) : imm_of(rec);
           const size = sub_of(rec);
           io_check(port, size);
@@ -1315,7 +1315,7 @@ export function run_cached(budget: u64): u32 {
         }
         case U_OUT_I: case U_OUT_D: {
           may_fault(at);
-          store<u64>(CPU_STATE + INSTR_COUNT, count + <u64>(n - 1));
+          store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_RUN_LIMIT) - left + <u64>(n - 1));
           const port = load<u8>(rec, R_UOP) == U_OUT_D ? reg16(EDX) : imm_of(rec);
           const size = sub_of(rec);
           io_check(port, size);
@@ -1395,15 +1395,15 @@ export function run_cached(budget: u64): u32 {
     // A block leaves early only for block_stop, right after the record at `rec`: its
     // records up to there are one instruction each (fused records end blocks).
     if (block_stop()) {
-      count += <u64>((rec - first) / RECORD_SIZE + 1);
+      left -= <u64>((rec - first) / RECORD_SIZE + 1);
       break;
     }
-    count += <u64>n;
+    left -= <u64>n;
   }
-  store<u64>(CPU_STATE + INSTR_COUNT, count);
+  store<u64>(CPU_STATE + INSTR_COUNT, start + budget - left);
   store<u32>(CPU_STATE + REG_EIP, eip);
   set_in_block(false);
-  return <u32>(count - start);
+  return <u32>(budget - left);
 }
 
 /**

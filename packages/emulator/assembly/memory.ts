@@ -35,11 +35,13 @@ const V_FW_LEN: u32 = CORE_VARS + 0x14;
 const V_FW_HOST: u32 = CORE_VARS + 0x18;
 const V_FW_CUR: u32 = CORE_VARS + 0x1c;
 const V_INSN_START: u32 = CORE_VARS + 0x20;
-// The decoded block running (codecache.ts): its EIP, first record and the instruction count
-// before it, from which block_sync_count() works out the count in mid-block.
+// The decoded block running (codecache.ts): its EIP and first record, the instruction count
+// at which the run of blocks ends and what was left of it before the block, from which
+// block_sync_count() works out the count in mid-block.
 export const V_BLOCK_EIP: u32 = CORE_VARS + 0x24;
 export const V_BLOCK_RECORDS: u32 = CORE_VARS + 0x28;
-export const V_BLOCK_COUNT: u32 = CORE_VARS + 0x30;
+export const V_BLOCK_LEFT: u32 = CORE_VARS + 0x30;
+export const V_RUN_LIMIT: u32 = CORE_VARS + 0x38;
 
 @external("host", "raise")
 declare function host_raise(): void;
@@ -126,7 +128,7 @@ function block_sync_count(): void {
     rec += RECORD_SIZE;
     i++;
   }
-  store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_BLOCK_COUNT) + <u64>i);
+  store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_RUN_LIMIT) - load<u64>(V_BLOCK_LEFT) + <u64>i);
 }
 
 export function raise(vector: u32, hasError: bool, error: u32): void {
