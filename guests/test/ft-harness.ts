@@ -234,6 +234,14 @@ export async function startFtPair(o: FtPairOptions): Promise<FtPair> {
   return { primary, secondary, secondaryDisk, key, secondaryPort: port, state, dir, kill: () => { primary.kill(); secondary.kill(); } };
 }
 
+/** Wait until the primary is protected and the guest's shell answers on the console. */
+export async function protectedShell(primary: FtProcess, observer: ConsoleObserver): Promise<void> {
+  await primary.waitEvent('ft-protected', 60_000);
+  await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
+  observer.type('\n');
+  await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+}
+
 // ---- numbered records: the output-commit test's workload ----------------------------------
 
 /**

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OUT_DIR, POST_BOOT_DISK } from './linux-guest.ts';
-import { ConsoleObserver, startFtPair } from './ft-harness.ts';
+import { ConsoleObserver, startFtPair, protectedShell } from './ft-harness.ts';
 
 const built = existsSync(join(OUT_DIR, 'bzImage'));
 
@@ -36,10 +36,7 @@ describe.skipIf(!built)('FT on the Debian guest: disk writes across failover', (
     const observer = new ConsoleObserver();
     const pair = await startFtPair({ observerPort: await observer.ready });
     try {
-      await pair.primary.waitEvent('ft-protected', 60_000);
-      await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
-      observer.type('\n');
-      await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+      await protectedShell(pair.primary, observer);
       observer.type(BLOCK_LOOP);
       const killAfter = 5 + Math.floor(Math.random() * 10);
       await observer.waitFor(`block ${killAfter}`, 60_000, () => (wrote(observer.all).length >= killAfter ? true : undefined));

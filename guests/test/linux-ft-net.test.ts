@@ -17,7 +17,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OUT_DIR, POST_BOOT_GUEST_IP, arpResponder, freeUdpPort } from './linux-guest.ts';
-import { ConsoleObserver, startFtPair, type FtPair } from './ft-harness.ts';
+import { ConsoleObserver, startFtPair, type FtPair, protectedShell } from './ft-harness.ts';
 
 const built = existsSync(join(OUT_DIR, 'bzImage'));
 
@@ -107,10 +107,7 @@ describe.skipIf(!ready)('FT on the Debian guest: a download across failover (TAP
         common: ['--net', `udp:${EMU_PORT}:127.0.0.1:${BRIDGE_PORT}`],
         wrap: ['ip', 'netns', 'exec', ns],
       });
-      await pair.primary.waitEvent('ft-protected', 60_000);
-      await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
-      observer.type('\n');
-      await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+      await protectedShell(pair.primary, observer);
       observer.type(`mkdir -p /www && dd if=/dev/urandom of=/www/blob bs=1024 count=${BLOB_KIB} 2>/dev/null && md5sum /www/blob && httpd -p 80 -h /www && echo SERV""ING\n`);
       const guestSum = await observer.waitFor('the file\'s checksum', 60_000, () => {
         const m = /^([0-9a-f]{32})  \/www\/blob\r?\n(?:.*\n)*?SERVING\r?$/m.exec(observer.all);

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { OUT_DIR } from './linux-guest.ts';
-import { ConsoleObserver, RECORD_LOOP, checkRecords, records, startFtPair } from './ft-harness.ts';
+import { ConsoleObserver, RECORD_LOOP, checkRecords, records, startFtPair, protectedShell } from './ft-harness.ts';
 
 const built = existsSync(join(OUT_DIR, 'bzImage'));
 
@@ -60,10 +60,7 @@ async function partition(primaryArgs: string[] = []): Promise<{ problems: string
     peerFor: async (port) => `127.0.0.1:${(proxy = await new PartitionProxy(port).start()).port}`,
   });
   try {
-    await pair.primary.waitEvent('ft-protected', 60_000);
-    await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
-    observer.type('\n');
-    await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+    await protectedShell(pair.primary, observer);
     observer.type(RECORD_LOOP);
     const cutAfter = 5 + Math.floor(Math.random() * 10);
     await observer.waitFor(`record ${cutAfter}`, 60_000, () => (records(observer.all).length >= cutAfter ? true : undefined));

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { OUT_DIR } from './linux-guest.ts';
-import { ConsoleObserver, checkRecords, records, secondaryDiskFor, startFtPair, startSecondary, type FtProcess } from './ft-harness.ts';
+import { ConsoleObserver, checkRecords, records, secondaryDiskFor, startFtPair, startSecondary, type FtProcess, protectedShell } from './ft-harness.ts';
 
 const built = existsSync(join(OUT_DIR, 'bzImage'));
 
@@ -48,10 +48,7 @@ describe.skipIf(!built)('FT on the Debian guest: re-protect after a failover', (
       ({ secondary: third } = await startSecondary({
         name: 'third', key: pair.key, disk: secondaryDiskFor(pair.state, join(pair.dir, 'third.img')), observerPort, listenPort: thirdPort,
       }));
-      await pair.primary.waitEvent('ft-protected', 60_000);
-      await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
-      observer.type('\n');
-      await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+      await protectedShell(pair.primary, observer);
       observer.type(RECORD_AND_BLOCK_LOOP);
       const most = () => Math.max(0, ...records(observer.all).map((r) => r.n));
       await observer.waitFor('records', 60_000, () => (most() >= 10 ? true : undefined));

@@ -13,7 +13,7 @@ import type { Socket } from 'node:dgram';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { OUT_DIR, POST_BOOT_GUEST_IP, arpResponder, freeUdpPort, readVersions } from './linux-guest.ts';
-import { ConsoleObserver, FtProcess, FT_TEST_TIMING, makeKeyFile, startFtPair, startSecondary } from './ft-harness.ts';
+import { ConsoleObserver, FtProcess, FT_TEST_TIMING, makeKeyFile, startFtPair, startSecondary, protectedShell } from './ft-harness.ts';
 
 const built = existsSync(join(OUT_DIR, 'bzImage'));
 
@@ -41,10 +41,7 @@ async function verifyRun(secondaryEnv: NodeJS.ProcessEnv = {}, untilMismatch = f
     secondaryEnv,
   });
   try {
-    await pair.primary.waitEvent('ft-protected', 60_000);
-    await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
-    observer.type('\n');
-    await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+    await protectedShell(pair.primary, observer);
     if (untilMismatch) {
       await pair.secondary.waitEvent('ft-verify-mismatch', 60_000);
     } else {

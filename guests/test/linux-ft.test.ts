@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { OUT_DIR, buildLinuxGuest, postBootState } from './linux-guest.ts';
-import { ConsoleObserver, RECORD_LOOP, checkRecords, records, startFtPair, type FtPair } from './ft-harness.ts';
+import { ConsoleObserver, RECORD_LOOP, checkRecords, records, startFtPair, type FtPair, protectedShell } from './ft-harness.ts';
 
 const built = existsSync(join(OUT_DIR, 'bzImage'));
 
@@ -28,10 +28,7 @@ async function trial(t: Trial): Promise<{ violations: string[]; pair: FtPair; ob
   const port = await observer.ready;
   const pair = await startFtPair({ observerPort: port, primaryEnv: t.primaryEnv, primaryArgs: t.primaryArgs });
   try {
-    await pair.primary.waitEvent('ft-protected', 60_000);
-    await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
-    observer.type('\n');
-    await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+    await protectedShell(pair.primary, observer);
     observer.type(RECORD_LOOP);
     if (t.killAfterRecords !== undefined) {
       const n = t.killAfterRecords;
@@ -129,10 +126,7 @@ describe.skipIf(!built)('FT on the Debian guest: output commit across failover',
     const port = await observer.ready;
     const pair = await startFtPair({ observerPort: port, secondaryEnv: { FTX86_TEST_CRASH: 'sec-commit:60' } });
     try {
-      await pair.primary.waitEvent('ft-protected', 60_000);
-      await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
-      observer.type('\n');
-      await observer.waitFor('shell prompt', 30_000, () => (/~ # /.test(observer.all) ? true : undefined));
+      await protectedShell(pair.primary, observer);
       observer.type(RECORD_LOOP);
       await pair.secondary.waitExit(120_000);
       await pair.primary.waitEvent('ft-peer-lost', 30_000);
