@@ -21,25 +21,22 @@
 import {
   CPU_STATE, REG_EIP, REG_EFLAGS, EIP_START, INSTR_COUNT, CODE32, STACK32, RAM, EA_ZERO,
   INTR_LINE, NMI_PENDING, HALTED, SHUTDOWN, HOST_REQUEST, CODE_CACHE_OFF,
-  BLOCK_HASH, BLOCK_HASH_ENTRIES, BLOCK_ARENA, BLOCK_ARENA_END, LF_RES, LF_KIND, LF_MASK, R_LEN,
-  RECORD_SIZE, BLOCK_MAX,
+  BLOCK_HASH, BLOCK_HASH_ENTRIES, BLOCK_ARENA, BLOCK_ARENA_END, LF_RES, LF_KIND, LF_MASK,
 } from './layout';
 import {
   reg32, set_reg32, reg16, set_reg16, reg8, set_reg8, test_cc_inline, seg_attr, FLAG_TF, FLAG_IF,
-  FLAG_CF, FLAG_OF, FLAG_AF, FLAG_ZF, FLAG_SF, FLAG_PF, FLAG_DF, LF_LOGIC, set_flags_bits, ESP, EBP, EAX, EDX, SS, DS, ATTR_DB,
+  FLAG_CF, FLAG_OF, FLAG_AF, FLAG_ZF, FLAG_SF, FLAG_PF, LF_LOGIC, ESP, EBP, EAX, EDX, SS, DS, ATTR_DB,
 } from './state';
 import {
   vread32, read8, read16, read32, write8, write16, write32, seg_check_fast, seg_fast_refresh,
   check_write_lin_fast, ATTR_READ_OK, ATTR_WRITE_OK, SF_READ, SF_WRITE, SF_RMW, fw_lo, fw_len,
-  fw_host, fetch_window_try, block_stop, clear_block_stop, set_in_block, V_BLOCK_EIP, V_BLOCK_RECORDS,
-  V_BLOCK_LEFT, V_RUN_LIMIT, code_page_gen, code_page_register, code_pages_clear,
+  fw_host, fetch_window_try, block_stop, clear_block_stop, set_in_block, code_page_gen, code_page_register, code_pages_clear,
 } from './memory';
 import { push32, pop32, sp, sp_add, set_sp, reset_prefixes, set_prefix_seg } from './decode';
 import { string_op } from './string';
 import { io_read, io_write, io_check } from './io';
 import {
   alu_inline, inc, dec, neg, shift_op, imul_trunc, mul32, imul32, div32, idiv32, test_flags,
-  shld, shrd, bsf, bsr,
 } from './arith';
 import { step } from './exec';
 
@@ -49,7 +46,7 @@ import { step } from './exec';
 
 const R_UOP: u32 = 0;
 /** Bytes of the instruction, prefixes included; 0 for U_INTERP (step() fetches it). */
-// R_LEN = 1 (layout.ts: memory.ts's block_sync_count() walks records too)
+const R_LEN: u32 = 1;
 const R_DST: u32 = 2;
 const R_SRC: u32 = 3;
 /**
@@ -65,8 +62,10 @@ const R_SUB: u32 = 7;
 const R_DISP: u32 = 8;
 /** Immediate operand, relative branch displacement, or shift count. */
 const R_IMM: u32 = 12;
-// RECORD_SIZE = 16 (layout.ts)
+const RECORD_SIZE: u32 = 16;
 
+/** Longest block, in instructions. */
+const BLOCK_MAX: u32 = 32;
 
 // Uops: the operations records name. Sizes are in the name (8, 16, 32); R = register,
 // M = memory, I = immediate, C = CL. The sub field carries the ALU kind (as arith.alu),
@@ -154,17 +153,6 @@ const U_STRING: u32 = 161;
 // IN and OUT, the port in R_IMM or DX, sub = size. A device may raise an interrupt line or
 // ask the host loop to stop, so they end the block and the run goes on only as run() would.
 const U_IN_I: u32 = 162; const U_IN_D: u32 = 163; const U_OUT_I: u32 = 164; const U_OUT_D: u32 = 165;
-// 32-bit only. BT BTS BTR BTC (sub 0-3), the bit number from a register or an imm8; a
-// memory operand is the byte holding the bit, as exec.ts bit_op() accesses it.
-const U_BT_RR: u32 = 166; const U_BT_RI: u32 = 167; const U_BT_MR: u32 = 168; const U_BT_MI: u32 = 169;
-/** SHLD/SHRD Ev, Gv: sub bit 0 = SHRD, bit 1 = count in CL (else R_IMM). */
-const U_SHXD_R: u32 = 170; const U_SHXD_M: u32 = 171;
-/** BSF (sub 0) or BSR (sub 1) Gv, Ev. */
-const U_BSX_RR: u32 = 172; const U_BSX_RM: u32 = 173;
-const U_BSWAP: u32 = 174;
-const U_XADD_RR: u32 = 175; const U_XADD_MR: u32 = 176;
-const U_CMPXCHG_RR: u32 = 177; const U_CMPXCHG_MR: u32 = 178;
-const U_CLD: u32 = 179; const U_STD: u32 = 180;
 
 // ---------------------------------------------------------------------------------------
 // The decode table: one entry per opcode, 0x000-0x0FF and 0F xx at 0x100-0x1FF. It says
@@ -217,15 +205,6 @@ const F_IN_I: u32 = 40;    // IN from an imm8 port
 const F_IN_D: u32 = 41;    // IN from port DX
 const F_OUT_I: u32 = 42;
 const F_OUT_D: u32 = 43;
-const F_BT_EG: u32 = 44;   // BT BTS BTR BTC Ev,Gv (sub)
-const F_BT_EI: u32 = 45;   // 0F BA /4../7 Ev,imm8
-const F_SHXD: u32 = 46;    // SHLD/SHRD (sub as U_SHXD_*)
-const F_BSX: u32 = 47;     // BSF/BSR (sub)
-const F_BSWAP: u32 = 48;
-const F_XADD: u32 = 49;
-const F_CMPXCHG: u32 = 50;
-const F_CLD: u32 = 51;
-const F_STD: u32 = 52;
 
 // Entry bits: form in 0-7, sub in 8-11, immediate kind in 12-14, flags above.
 const IB: u32 = 1 << 12;   // imm8
@@ -303,7 +282,7 @@ const DECODE_TABLE: StaticArray<u32> = [
   F_CALL | IZ, F_JMP | IZ, 0, F_JMP | IBS, F_IN_D | B | W, F_IN_D | W, F_OUT_D | B | W, F_OUT_D | W,
   // 0xF0
   0, 0, 0, 0, 0, 0, F_GRP3 | M | B, F_GRP3 | M | W,
-  0, 0, 0, 0, F_CLD, F_STD, F_GRP4 | M | B | W, F_GRP5 | M | W,
+  0, 0, 0, 0, 0, 0, F_GRP4 | M | B | W, F_GRP5 | M | W,
 
   // 0F 00 .. 0F 3F
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -330,13 +309,11 @@ const DECODE_TABLE: StaticArray<u32> = [
   F_SETCC | M | 0x800, F_SETCC | M | 0x900, F_SETCC | M | 0xa00, F_SETCC | M | 0xb00,
   F_SETCC | M | 0xc00, F_SETCC | M | 0xd00, F_SETCC | M | 0xe00, F_SETCC | M | 0xf00,
   // 0F A0
-  0, 0, 0, F_BT_EG | M, F_SHXD | M | IB, F_SHXD | M | 0x200, 0, 0,
-  0, 0, 0, F_BT_EG | M | 0x100, F_SHXD | M | IB | 0x100, F_SHXD | M | 0x300, 0, F_IMUL_GE | M,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, F_IMUL_GE | M,
   // 0F B0
-  0, F_CMPXCHG | M, 0, F_BT_EG | M | 0x200, 0, 0, F_MOVX | M, F_MOVX | M | 0x100,
-  0, 0, F_BT_EI | M | IB, F_BT_EG | M | 0x300, F_BSX | M, F_BSX | M | 0x100, F_MOVX | M | 0x200, F_MOVX | M | 0x300,
+  0, 0, 0, 0, 0, 0, F_MOVX | M, F_MOVX | M | 0x100, 0, 0, 0, 0, 0, 0, F_MOVX | M | 0x200, F_MOVX | M | 0x300,
   // 0F C0 .. 0F FF
-  0, F_XADD | M, 0, 0, 0, 0, 0, 0, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP, F_BSWAP,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -385,7 +362,6 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
   let seg: i32 = -1;
   let o16 = false;
   let repz = false;
-  let lock = false;
   let op: u32 = 0;
   while (true) {
     const b = dbyte();
@@ -393,7 +369,6 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
     if (b == 0x64 || b == 0x65) { seg = <i32>(b - 0x60); continue; }
     if (b == 0x66) { o16 = true; continue; }
     if (b == 0xf3) { repz = true; continue; }
-    if (b == 0xf0) { lock = true; continue; }
     op = b == 0x0f ? 0x100 | dbyte() : b;
     break;
   }
@@ -584,39 +559,8 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
     case F_IN_D: uop = U_IN_D; sub = (sh + 1) >> 3; break;
     case F_OUT_I: uop = U_OUT_I; sub = (sh + 1) >> 3; break;
     case F_OUT_D: uop = U_OUT_D; sub = (sh + 1) >> 3; break;
-    case F_BT_EG:
-      src = reg_off(reg, 31);
-      if (isMem) uop = U_BT_MR; else { uop = U_BT_RR; dst = reg_off(rm, 31); }
-      break;
-    case F_BT_EI:
-      if (reg < 4) return 0;
-      sub = reg - 4;
-      imm &= 31;
-      if (isMem) uop = U_BT_MI; else { uop = U_BT_RI; dst = reg_off(rm, 31); }
-      break;
-    case F_SHXD:
-      src = reg_off(reg, 31);
-      if (isMem) uop = U_SHXD_M; else { uop = U_SHXD_R; dst = reg_off(rm, 31); }
-      break;
-    case F_BSX:
-      dst = reg_off(reg, 31);
-      if (isMem) uop = U_BSX_RM; else { uop = U_BSX_RR; src = reg_off(rm, 31); }
-      break;
-    case F_BSWAP: uop = U_BSWAP; dst = reg_off(op & 7, 31); break;
-    case F_XADD:
-      src = reg_off(reg, 31);
-      if (isMem) uop = U_XADD_MR; else { uop = U_XADD_RR; dst = reg_off(rm, 31); }
-      break;
-    case F_CMPXCHG:
-      src = reg_off(reg, 31);
-      if (isMem) uop = U_CMPXCHG_MR; else { uop = U_CMPXCHG_RR; dst = reg_off(rm, 31); }
-      break;
-    case F_CLD: uop = U_CLD; break;
-    case F_STD: uop = U_STD; break;
     default: return 0;
   }
-  // LOCK: one CPU, so nothing to do for the forms it allows; the rest (#UD) run in step().
-  if (lock && !lockable(uop, sub)) return 0;
   store<u8>(rec + R_UOP, <u8>uop);
   store<u8>(rec + R_LEN, <u8>len);
   store<u8>(rec + R_DST, <u8>dst);
@@ -630,55 +574,33 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
   return len;
 }
 
-/** Whether LOCK may prefix this uop (exec.ts check_lock): read-modify-write memory forms. */
-function lockable(uop: u32, sub: u32): bool {
-  if (uop >= U_ALU_MR32 && uop <= U_ALU_MR8) return sub != 7;
-  if (uop >= U_ALU_MI32 && uop <= U_ALU_MI8) return sub != 7;
-  if (uop >= U_INCDEC_M32 && uop <= U_INCDEC_M8) return true;
-  if (uop == U_GRP3_M32) return sub == 2 || sub == 3;
-  if (uop == U_BT_MR || uop == U_BT_MI) return sub != 0;
-  return uop == U_XCHG_MR || uop == U_XADD_MR || uop == U_CMPXCHG_MR;
-}
-
 @inline function ends_block(uop: u32): bool {
   return (uop >= U_JMP && uop <= U_CALL_M) || (uop >= U_JCC && uop < U_JCC + 16) ||
     (uop > U_END && uop <= U_DEC_R32_JNE) || (uop >= U_IN_I && uop <= U_OUT_D);
 }
 
 // ---------------------------------------------------------------------------------------
-// Blocks. A block is a 32-byte header followed by its records, bump-allocated in
-// BLOCK_ARENA; when the arena fills, all decoded code is forgotten at once. BLOCK_HASH maps
-// a physical address to the header of the block there (direct-mapped, 0: none).
-//
-// A header also holds two chain slots: EIPs the block was last left for and the blocks
-// found there, on the same physical page. Following a slot skips the hash lookup; it is
-// taken only when the target starts at the same physical address under the current fetch
-// window and carries the generation of the block being left (valid: it is running), so a
-// slot can be stale but never wrong.
+// Blocks. BLOCK_HASH is direct-mapped by physical address; an entry is the address, the
+// page's code generation at decode time, the first record, and the instruction count and
+// byte length. Records are bump-allocated in BLOCK_ARENA; when it fills, all decoded code
+// is forgotten at once.
 
 const H_PHYS: u32 = 0;
 const H_GEN: u32 = 4;
+const H_RECORDS: u32 = 8;
 /** Instructions in bits 0-7, bytes covered (U_INTERP excluded) in bits 8-23. */
-const H_SHAPE: u32 = 8;
-const H_CHAIN0_EIP: u32 = 12;
-const H_CHAIN0: u32 = 16;
-const H_CHAIN1_EIP: u32 = 20;
-const H_CHAIN1: u32 = 24;
-const HEADER_SIZE: u32 = 32;
+const H_SHAPE: u32 = 12;
 
 let arena_next: u32 = BLOCK_ARENA;
-/** Counts code_cache_flush() calls: a block header from before one is gone. */
-let flushes: u32 = 0;
 
-@inline function hash_slot(phys: u32): u32 {
-  return BLOCK_HASH + ((((phys * 0x9e3779b1) >>> 16) & (BLOCK_HASH_ENTRIES - 1)) << 2);
+@inline function hash_entry(phys: u32): u32 {
+  return BLOCK_HASH + (((phys * 0x9e3779b1) >>> 16) & (BLOCK_HASH_ENTRIES - 1)) * 16;
 }
 
 /** Forget all decoded code (reset, restore, running out of arena or generations). */
 export function code_cache_flush(): void {
-  memory.fill(BLOCK_HASH, 0, BLOCK_HASH_ENTRIES << 2);
+  memory.fill(BLOCK_HASH, 0, BLOCK_HASH_ENTRIES * 16);
   arena_next = BLOCK_ARENA;
-  flushes++;
   code_pages_clear();
 }
 
@@ -698,20 +620,16 @@ function fuse_jcc(rec: u32, cc: u32): u32 {
   }
 }
 
-/**
- * Decode the block at `eip` (physical `phys`, `avail` bytes left in the window), enter it
- * in BLOCK_HASH and return its header.
- */
-function decode_block(phys: u32, eip: u32, avail: u32): u32 {
+/** Decode the block at `eip` (physical `phys`, `avail` bytes left in the window) into entry `h`. */
+function decode_block(h: u32, phys: u32, eip: u32, avail: u32): void {
   const host = fw_host() + eip;
-  if (arena_next + HEADER_SIZE + (BLOCK_MAX + 1) * RECORD_SIZE > BLOCK_ARENA_END) code_cache_flush();
+  if (arena_next + (BLOCK_MAX + 1) * RECORD_SIZE > BLOCK_ARENA_END) code_cache_flush();
   let gen = code_page_gen(phys >>> 12);
   if (gen == 0) {
     gen = code_page_register(phys >>> 12);
     if (gen == 0) { code_cache_flush(); gen = code_page_register(phys >>> 12); }
   }
-  const hdr = arena_next;
-  const first = hdr + HEADER_SIZE;
+  const first = arena_next;
   let rec = first;
   let n: u32 = 0;
   let off: u32 = 0;
@@ -746,15 +664,10 @@ function decode_block(phys: u32, eip: u32, avail: u32): u32 {
     rec += RECORD_SIZE;
   }
   arena_next = rec;
-  store<u32>(hdr + H_PHYS, phys);
-  store<u32>(hdr + H_GEN, gen);
-  store<u32>(hdr + H_SHAPE, n | (off << 8));
-  store<u32>(hdr + H_CHAIN0_EIP, 0);
-  store<u32>(hdr + H_CHAIN0, 0);
-  store<u32>(hdr + H_CHAIN1_EIP, 0);
-  store<u32>(hdr + H_CHAIN1, 0);
-  store<u32>(hash_slot(phys), hdr);
-  return hdr;
+  store<u32>(h + H_PHYS, phys);
+  store<u32>(h + H_GEN, gen);
+  store<u32>(h + H_RECORDS, first);
+  store<u32>(h + H_SHAPE, n | (off << 8));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -887,42 +800,6 @@ function decode_block(phys: u32, eip: u32, avail: u32): u32 {
   return r;
 }
 
-/** BT BTS BTR BTC (sub) on a 32-bit register, bit `b` (mod 32); only CF changes. */
-@inline function bt_r(rec: u32, b: u32): void {
-  const op = sub_of(rec);
-  const d = dst_of(rec);
-  const v = get_r(d, 31);
-  const m: u32 = 1 << (b & 31);
-  if (op == 1) set_r(d, 31, v | m); else if (op == 2) set_r(d, 31, v & ~m); else if (op == 3) set_r(d, 31, v ^ m);
-  set_flags_bits(FLAG_CF, (v & m) != 0 ? FLAG_CF : 0);
-}
-/** The same on memory: bit `bit` (0-7) of the byte at the operand's address + `off`. */
-function bt_m(rec: u32, off: u32, bit: u32): void {
-  const op = sub_of(rec);
-  const sf = <u32>load<u8>(rec, R_SEG);
-  const ea = ea_of(rec) + off;
-  const m: u32 = 1 << bit;
-  let v: u32;
-  if (op == 0) {
-    v = read8(seg_check_fast(sf, ea, 1, SF_READ, ATTR_READ_OK));
-  } else {
-    const lin = seg_check_fast(sf, ea, 1, SF_RMW, ATTR_WRITE_OK | ATTR_READ_OK);
-    check_write_lin_fast(lin, 1);
-    v = read8(lin);
-    write8(lin, op == 1 ? v | m : op == 2 ? v & ~m : v ^ m);
-  }
-  set_flags_bits(FLAG_CF, (v & m) != 0 ? FLAG_CF : 0);
-}
-/** SHLD (sub bit 0 clear) or SHRD of `a` with bits from `b`. */
-@inline function shxd(sub: u32, a: u32, b: u32, count: u32): u32 {
-  return sub & 1 ? shrd(a, b, count, 31) : shld(a, b, count, 31);
-}
-/** BSF or BSR (sub) of `s` into the destination register, which a zero source leaves. */
-@inline function bsx(rec: u32, s: u32): void {
-  const d = dst_of(rec);
-  set_r(d, 31, sub_of(rec) ? bsr(s, get_r(d, 31), 31) : bsf(s, get_r(d, 31), 31));
-}
-
 /** F7 /2../7 (NOT NEG MUL IMUL DIV IDIV) on a 32-bit register or memory operand. */
 function grp3_32(rec: u32, isMem: bool): void {
   const op = sub_of(rec);
@@ -988,27 +865,20 @@ function leave32(): void {
  * (U_INTERP) it is asked again.
  *
  * Per instruction: EIP_START for fault delivery (ESP_START comes from raise(), see
- * in_block). EIP lives in `eip` (past the instruction while it runs, as step() leaves it
- * for CALL and relative jumps) and is stored when the run ends or step() needs it.
- * Instructions are counted per block, in `left`: INSTR_COUNT is stored before anything
- * that reads it (step(), port I/O) and, for a fault or an MMIO access in mid-block, worked
- * out from EIP_START by block_sync_count().
+ * in_block), and the counter once it retires. EIP lives in `eip` (past the instruction
+ * while it runs, as step() leaves it for CALL and relative jumps) and is stored when the
+ * run ends or step() needs it.
  */
 export function run_cached(budget: u64): u32 {
   if (load<u32>(CPU_STATE + CODE32) == 0) return 0;
   const start = load<u64>(CPU_STATE + INSTR_COUNT);
-  // Few live values keep the block loop in registers: `left` of the budget, the end count
-  // in memory (V_RUN_LIMIT) for the rare paths that need the count itself.
-  store<u64>(V_RUN_LIMIT, start + budget);
-  let left = budget;
+  const limit = start + budget;
   let eip = load<u32>(CPU_STATE + REG_EIP);
   let go = true;
   // The block last run: a loop that jumps back to its own start (a delay loop, a copy
   // loop) runs again without a lookup, as nothing it depends on can change without
-  // block_stop or a step(), which end this run or forget the block.
+  // block_stop or a step(), which end this run.
   let blockEip = ~eip;
-  /** Its header, 0 after a step(): the fetch window may have changed, so no chaining. */
-  let cur: u32 = 0;
   let first: u32 = 0;
   let n: u32 = 0;
   clear_block_stop();
@@ -1016,51 +886,26 @@ export function run_cached(budget: u64): u32 {
   set_in_block(true);
   while (go) {
     if (eip != blockEip) {
-      let h: u32 = 0;
       let rel = eip - fw_lo();
-      if (cur != 0) {
-        // A chain slot of the block just left (see H_CHAIN0).
-        if (load<u32>(cur + H_CHAIN0_EIP) == eip) h = load<u32>(cur + H_CHAIN0);
-        else if (load<u32>(cur + H_CHAIN1_EIP) == eip) h = load<u32>(cur + H_CHAIN1);
-        if (h != 0 && (load<u32>(h + H_GEN) != load<u32>(cur + H_GEN) || rel >= fw_len() ||
-            load<u32>(h + H_PHYS) != fw_host() + eip - RAM)) h = 0;
+      if (rel >= fw_len()) {
+        // Another code page: open its window if the TLB has it, else leave it to step().
+        if (!fetch_window_try(eip)) break;
+        rel = eip - fw_lo();
       }
-      if (h == 0) {
-        if (rel >= fw_len()) {
-          // Another code page: open its window if the TLB has it, else leave it to step().
-          if (!fetch_window_try(eip)) break;
-          rel = eip - fw_lo();
-        }
-        const phys = fw_host() + eip - RAM;
-        const gen = code_page_gen(phys >>> 12);
-        h = load<u32>(hash_slot(phys));
-        const before = flushes;
-        if (gen == 0 || h == 0 || load<u32>(h + H_GEN) != gen || load<u32>(h + H_PHYS) != phys) {
-          h = decode_block(phys, eip, fw_len() - rel);
-        }
-        // Chain from the block just left when both lie on one physical page.
-        if (cur != 0 && before == flushes && ((load<u32>(cur + H_PHYS) ^ phys) >>> 12) == 0) {
-          if (load<u32>(cur + H_CHAIN0) == 0) {
-            store<u32>(cur + H_CHAIN0_EIP, eip);
-            store<u32>(cur + H_CHAIN0, h);
-          } else {
-            store<u32>(cur + H_CHAIN1_EIP, eip);
-            store<u32>(cur + H_CHAIN1, h);
-          }
-        }
+      const phys = fw_host() + eip - RAM;
+      const h = hash_entry(phys);
+      const gen = code_page_gen(phys >>> 12);
+      if (gen == 0 || load<u32>(h + H_GEN) != gen || load<u32>(h + H_PHYS) != phys) {
+        decode_block(h, phys, eip, fw_len() - rel);
       }
       const shape = load<u32>(h + H_SHAPE);
       // The window may be shorter now than at decode time (another CS limit), or gone.
       if (rel + (shape >> 8) > fw_len()) break;
       blockEip = eip;
-      cur = h;
-      first = h + HEADER_SIZE;
+      first = load<u32>(h + H_RECORDS);
       n = shape & 0xff;
-      store<u32>(V_BLOCK_EIP, eip);
-      store<u32>(V_BLOCK_RECORDS, first);
     }
-    if (<u64>n > left) break;
-    store<u64>(V_BLOCK_LEFT, left);
+    if (load<u64>(CPU_STATE + INSTR_COUNT) + <u64>n > limit) break;
     // Each case ends the one way its uop allows: go on with the next record, go on unless
     // block_stop was set (uops that touch memory, which can write code or reach MMIO), or
     // leave the block (control transfers, U_END, U_INTERP).
@@ -1071,14 +916,12 @@ export function run_cached(budget: u64): u32 {
       eip += load<u8>(rec, R_LEN);
       switch (<u32>load<u8>(rec, R_UOP)) {
         case U_INTERP: {
-          // step() sets EIP_START and ESP_START itself; U_INTERP ends its block.
+          // step() sets EIP_START and ESP_START itself.
           store<u32>(CPU_STATE + REG_EIP, eip);
-          store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_RUN_LIMIT) - left + <u64>(n - 1));
           set_in_block(false);
           step();
+          retire();
           eip = load<u32>(CPU_STATE + REG_EIP);
-          cur = 0;
-          blockEip = ~eip;
           // It may have changed anything the run depends on (IF, TF, CS, segments, paging,
           // a device's interrupt line): go on only as run() would let blocks start.
           go = blocks_may_run() && load<u32>(CPU_STATE + CODE32) != 0;
@@ -1086,107 +929,107 @@ export function run_cached(budget: u64): u32 {
           set_in_block(true);
           break;
         }
-        case U_MOV_RR32: set_r(dst_of(rec), 31, get_r(src_of(rec), 31)); continue;
-        case U_MOV_RR16: set_r(dst_of(rec), 15, get_r(src_of(rec), 15)); continue;
-        case U_MOV_RR8: set_r(dst_of(rec), 7, get_r(src_of(rec), 7)); continue;
-        case U_LOAD32: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 31)); if (block_stop()) break; continue;
-        case U_LOAD16: may_fault(at); set_r(dst_of(rec), 15, mem_read(rec, 15)); if (block_stop()) break; continue;
-        case U_LOAD8: may_fault(at); set_r(dst_of(rec), 7, mem_read(rec, 7)); if (block_stop()) break; continue;
-        case U_STORE32: may_fault(at); mem_write(rec, 31, get_r(src_of(rec), 31)); if (block_stop()) break; continue;
-        case U_STORE16: may_fault(at); mem_write(rec, 15, get_r(src_of(rec), 15)); if (block_stop()) break; continue;
-        case U_STORE8: may_fault(at); mem_write(rec, 7, get_r(src_of(rec), 7)); if (block_stop()) break; continue;
-        case U_MOV_RI32: set_r(dst_of(rec), 31, imm_of(rec)); continue;
-        case U_MOV_RI16: set_r(dst_of(rec), 15, imm_of(rec)); continue;
-        case U_MOV_RI8: set_r(dst_of(rec), 7, imm_of(rec)); continue;
-        case U_STORE_I32: may_fault(at); mem_write(rec, 31, imm_of(rec)); if (block_stop()) break; continue;
-        case U_STORE_I16: may_fault(at); mem_write(rec, 15, imm_of(rec)); if (block_stop()) break; continue;
-        case U_STORE_I8: may_fault(at); mem_write(rec, 7, imm_of(rec)); if (block_stop()) break; continue;
-        case U_LEA: set_r(dst_of(rec), 31, ea_of(rec)); continue;
-        case U_MOVZX8_R: set_r(dst_of(rec), 31, get_r(src_of(rec), 7)); continue;
-        case U_MOVZX8_M: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 7)); if (block_stop()) break; continue;
-        case U_MOVZX16_R: set_r(dst_of(rec), 31, get_r(src_of(rec), 15)); continue;
-        case U_MOVZX16_M: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 15)); if (block_stop()) break; continue;
-        case U_MOVSX8_R: set_r(dst_of(rec), 31, <u32>(<i32>(<i8>get_r(src_of(rec), 7)))); continue;
-        case U_MOVSX8_M: may_fault(at); set_r(dst_of(rec), 31, <u32>(<i32>(<i8>mem_read(rec, 7)))); if (block_stop()) break; continue;
-        case U_MOVSX16_R: set_r(dst_of(rec), 31, <u32>(<i32>(<i16>get_r(src_of(rec), 15)))); continue;
-        case U_MOVSX16_M: may_fault(at); set_r(dst_of(rec), 31, <u32>(<i32>(<i16>mem_read(rec, 15)))); if (block_stop()) break; continue;
-        case U_ALU_RR16: alu_rr(rec, 15, sub_of(rec)); continue;
-        case U_ALU_RR8: alu_rr(rec, 7, sub_of(rec)); continue;
-        case U_ALU_RM16: may_fault(at); alu_rm(rec, 15, sub_of(rec)); if (block_stop()) break; continue;
-        case U_ALU_RM8: may_fault(at); alu_rm(rec, 7, sub_of(rec)); if (block_stop()) break; continue;
-        case U_ALU_MR32: may_fault(at); alu_m(rec, 31, get_r(src_of(rec), 31)); if (block_stop()) break; continue;
-        case U_ALU_MR16: may_fault(at); alu_m(rec, 15, get_r(src_of(rec), 15)); if (block_stop()) break; continue;
-        case U_ALU_MR8: may_fault(at); alu_m(rec, 7, get_r(src_of(rec), 7)); if (block_stop()) break; continue;
-        case U_ALU_RI16: alu_ri(rec, 15, sub_of(rec)); continue;
-        case U_ALU_RI8: alu_ri(rec, 7, sub_of(rec)); continue;
-        case U_ALU_MI32: may_fault(at); alu_m(rec, 31, imm_of(rec)); if (block_stop()) break; continue;
-        case U_ALU_MI16: may_fault(at); alu_m(rec, 15, imm_of(rec)); if (block_stop()) break; continue;
-        case U_ALU_MI8: may_fault(at); alu_m(rec, 7, imm_of(rec)); if (block_stop()) break; continue;
-        case U_TEST_RR32: test_flags(get_r(dst_of(rec), 31) & get_r(src_of(rec), 31), 31); continue;
-        case U_TEST_RR16: test_flags(get_r(dst_of(rec), 15) & get_r(src_of(rec), 15), 15); continue;
-        case U_TEST_RR8: test_flags(get_r(dst_of(rec), 7) & get_r(src_of(rec), 7), 7); continue;
-        case U_TEST_MR32: may_fault(at); test_flags(mem_read(rec, 31) & get_r(src_of(rec), 31), 31); if (block_stop()) break; continue;
-        case U_TEST_MR16: may_fault(at); test_flags(mem_read(rec, 15) & get_r(src_of(rec), 15), 15); if (block_stop()) break; continue;
-        case U_TEST_MR8: may_fault(at); test_flags(mem_read(rec, 7) & get_r(src_of(rec), 7), 7); if (block_stop()) break; continue;
-        case U_TEST_RI32: test_flags(get_r(dst_of(rec), 31) & imm_of(rec), 31); continue;
-        case U_TEST_RI16: test_flags(get_r(dst_of(rec), 15) & imm_of(rec), 15); continue;
-        case U_TEST_RI8: test_flags(get_r(dst_of(rec), 7) & imm_of(rec), 7); continue;
-        case U_TEST_MI32: may_fault(at); test_flags(mem_read(rec, 31) & imm_of(rec), 31); if (block_stop()) break; continue;
-        case U_TEST_MI16: may_fault(at); test_flags(mem_read(rec, 15) & imm_of(rec), 15); if (block_stop()) break; continue;
-        case U_TEST_MI8: may_fault(at); test_flags(mem_read(rec, 7) & imm_of(rec), 7); if (block_stop()) break; continue;
-        case U_INCDEC_R32: incdec_r(rec, 31); continue;
-        case U_INCDEC_R16: incdec_r(rec, 15); continue;
-        case U_INCDEC_R8: incdec_r(rec, 7); continue;
-        case U_INCDEC_M32: may_fault(at); incdec_m(rec, 31); if (block_stop()) break; continue;
-        case U_INCDEC_M16: may_fault(at); incdec_m(rec, 15); if (block_stop()) break; continue;
-        case U_INCDEC_M8: may_fault(at); incdec_m(rec, 7); if (block_stop()) break; continue;
-        case U_GRP3_R32: may_fault(at); grp3_32(rec, false); continue;
-        case U_GRP3_M32: may_fault(at); grp3_32(rec, true); if (block_stop()) break; continue;
-        case U_SHIFT_RI32: shift_r(rec, 31, imm_of(rec)); continue;
-        case U_SHIFT_RI16: shift_r(rec, 15, imm_of(rec)); continue;
-        case U_SHIFT_RI8: shift_r(rec, 7, imm_of(rec)); continue;
-        case U_SHIFT_RC32: shift_r(rec, 31, reg8(1)); continue;
-        case U_SHIFT_RC16: shift_r(rec, 15, reg8(1)); continue;
-        case U_SHIFT_RC8: shift_r(rec, 7, reg8(1)); continue;
-        case U_SHIFT_MI32: may_fault(at); shift_m(rec, 31, imm_of(rec)); if (block_stop()) break; continue;
-        case U_SHIFT_MI16: may_fault(at); shift_m(rec, 15, imm_of(rec)); if (block_stop()) break; continue;
-        case U_SHIFT_MI8: may_fault(at); shift_m(rec, 7, imm_of(rec)); if (block_stop()) break; continue;
-        case U_SHIFT_MC32: may_fault(at); shift_m(rec, 31, reg8(1)); if (block_stop()) break; continue;
-        case U_SHIFT_MC16: may_fault(at); shift_m(rec, 15, reg8(1)); if (block_stop()) break; continue;
-        case U_SHIFT_MC8: may_fault(at); shift_m(rec, 7, reg8(1)); if (block_stop()) break; continue;
-        case U_JMP: eip += imm_of(rec); break;
-        case U_CALL: may_fault(at); spush32(eip); eip += imm_of(rec); break;
-        case U_RET: may_fault(at); eip = spop32(); break;
+        case U_MOV_RR32: set_r(dst_of(rec), 31, get_r(src_of(rec), 31)); retire(); continue;
+        case U_MOV_RR16: set_r(dst_of(rec), 15, get_r(src_of(rec), 15)); retire(); continue;
+        case U_MOV_RR8: set_r(dst_of(rec), 7, get_r(src_of(rec), 7)); retire(); continue;
+        case U_LOAD32: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 31)); retire(); if (block_stop()) break; continue;
+        case U_LOAD16: may_fault(at); set_r(dst_of(rec), 15, mem_read(rec, 15)); retire(); if (block_stop()) break; continue;
+        case U_LOAD8: may_fault(at); set_r(dst_of(rec), 7, mem_read(rec, 7)); retire(); if (block_stop()) break; continue;
+        case U_STORE32: may_fault(at); mem_write(rec, 31, get_r(src_of(rec), 31)); retire(); if (block_stop()) break; continue;
+        case U_STORE16: may_fault(at); mem_write(rec, 15, get_r(src_of(rec), 15)); retire(); if (block_stop()) break; continue;
+        case U_STORE8: may_fault(at); mem_write(rec, 7, get_r(src_of(rec), 7)); retire(); if (block_stop()) break; continue;
+        case U_MOV_RI32: set_r(dst_of(rec), 31, imm_of(rec)); retire(); continue;
+        case U_MOV_RI16: set_r(dst_of(rec), 15, imm_of(rec)); retire(); continue;
+        case U_MOV_RI8: set_r(dst_of(rec), 7, imm_of(rec)); retire(); continue;
+        case U_STORE_I32: may_fault(at); mem_write(rec, 31, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_STORE_I16: may_fault(at); mem_write(rec, 15, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_STORE_I8: may_fault(at); mem_write(rec, 7, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_LEA: set_r(dst_of(rec), 31, ea_of(rec)); retire(); continue;
+        case U_MOVZX8_R: set_r(dst_of(rec), 31, get_r(src_of(rec), 7)); retire(); continue;
+        case U_MOVZX8_M: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 7)); retire(); if (block_stop()) break; continue;
+        case U_MOVZX16_R: set_r(dst_of(rec), 31, get_r(src_of(rec), 15)); retire(); continue;
+        case U_MOVZX16_M: may_fault(at); set_r(dst_of(rec), 31, mem_read(rec, 15)); retire(); if (block_stop()) break; continue;
+        case U_MOVSX8_R: set_r(dst_of(rec), 31, <u32>(<i32>(<i8>get_r(src_of(rec), 7)))); retire(); continue;
+        case U_MOVSX8_M: may_fault(at); set_r(dst_of(rec), 31, <u32>(<i32>(<i8>mem_read(rec, 7)))); retire(); if (block_stop()) break; continue;
+        case U_MOVSX16_R: set_r(dst_of(rec), 31, <u32>(<i32>(<i16>get_r(src_of(rec), 15)))); retire(); continue;
+        case U_MOVSX16_M: may_fault(at); set_r(dst_of(rec), 31, <u32>(<i32>(<i16>mem_read(rec, 15)))); retire(); if (block_stop()) break; continue;
+        case U_ALU_RR16: alu_rr(rec, 15, sub_of(rec)); retire(); continue;
+        case U_ALU_RR8: alu_rr(rec, 7, sub_of(rec)); retire(); continue;
+        case U_ALU_RM16: may_fault(at); alu_rm(rec, 15, sub_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_ALU_RM8: may_fault(at); alu_rm(rec, 7, sub_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_ALU_MR32: may_fault(at); alu_m(rec, 31, get_r(src_of(rec), 31)); retire(); if (block_stop()) break; continue;
+        case U_ALU_MR16: may_fault(at); alu_m(rec, 15, get_r(src_of(rec), 15)); retire(); if (block_stop()) break; continue;
+        case U_ALU_MR8: may_fault(at); alu_m(rec, 7, get_r(src_of(rec), 7)); retire(); if (block_stop()) break; continue;
+        case U_ALU_RI16: alu_ri(rec, 15, sub_of(rec)); retire(); continue;
+        case U_ALU_RI8: alu_ri(rec, 7, sub_of(rec)); retire(); continue;
+        case U_ALU_MI32: may_fault(at); alu_m(rec, 31, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_ALU_MI16: may_fault(at); alu_m(rec, 15, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_ALU_MI8: may_fault(at); alu_m(rec, 7, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_TEST_RR32: test_flags(get_r(dst_of(rec), 31) & get_r(src_of(rec), 31), 31); retire(); continue;
+        case U_TEST_RR16: test_flags(get_r(dst_of(rec), 15) & get_r(src_of(rec), 15), 15); retire(); continue;
+        case U_TEST_RR8: test_flags(get_r(dst_of(rec), 7) & get_r(src_of(rec), 7), 7); retire(); continue;
+        case U_TEST_MR32: may_fault(at); test_flags(mem_read(rec, 31) & get_r(src_of(rec), 31), 31); retire(); if (block_stop()) break; continue;
+        case U_TEST_MR16: may_fault(at); test_flags(mem_read(rec, 15) & get_r(src_of(rec), 15), 15); retire(); if (block_stop()) break; continue;
+        case U_TEST_MR8: may_fault(at); test_flags(mem_read(rec, 7) & get_r(src_of(rec), 7), 7); retire(); if (block_stop()) break; continue;
+        case U_TEST_RI32: test_flags(get_r(dst_of(rec), 31) & imm_of(rec), 31); retire(); continue;
+        case U_TEST_RI16: test_flags(get_r(dst_of(rec), 15) & imm_of(rec), 15); retire(); continue;
+        case U_TEST_RI8: test_flags(get_r(dst_of(rec), 7) & imm_of(rec), 7); retire(); continue;
+        case U_TEST_MI32: may_fault(at); test_flags(mem_read(rec, 31) & imm_of(rec), 31); retire(); if (block_stop()) break; continue;
+        case U_TEST_MI16: may_fault(at); test_flags(mem_read(rec, 15) & imm_of(rec), 15); retire(); if (block_stop()) break; continue;
+        case U_TEST_MI8: may_fault(at); test_flags(mem_read(rec, 7) & imm_of(rec), 7); retire(); if (block_stop()) break; continue;
+        case U_INCDEC_R32: incdec_r(rec, 31); retire(); continue;
+        case U_INCDEC_R16: incdec_r(rec, 15); retire(); continue;
+        case U_INCDEC_R8: incdec_r(rec, 7); retire(); continue;
+        case U_INCDEC_M32: may_fault(at); incdec_m(rec, 31); retire(); if (block_stop()) break; continue;
+        case U_INCDEC_M16: may_fault(at); incdec_m(rec, 15); retire(); if (block_stop()) break; continue;
+        case U_INCDEC_M8: may_fault(at); incdec_m(rec, 7); retire(); if (block_stop()) break; continue;
+        case U_GRP3_R32: may_fault(at); grp3_32(rec, false); retire(); continue;
+        case U_GRP3_M32: may_fault(at); grp3_32(rec, true); retire(); if (block_stop()) break; continue;
+        case U_SHIFT_RI32: shift_r(rec, 31, imm_of(rec)); retire(); continue;
+        case U_SHIFT_RI16: shift_r(rec, 15, imm_of(rec)); retire(); continue;
+        case U_SHIFT_RI8: shift_r(rec, 7, imm_of(rec)); retire(); continue;
+        case U_SHIFT_RC32: shift_r(rec, 31, reg8(1)); retire(); continue;
+        case U_SHIFT_RC16: shift_r(rec, 15, reg8(1)); retire(); continue;
+        case U_SHIFT_RC8: shift_r(rec, 7, reg8(1)); retire(); continue;
+        case U_SHIFT_MI32: may_fault(at); shift_m(rec, 31, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_SHIFT_MI16: may_fault(at); shift_m(rec, 15, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_SHIFT_MI8: may_fault(at); shift_m(rec, 7, imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_SHIFT_MC32: may_fault(at); shift_m(rec, 31, reg8(1)); retire(); if (block_stop()) break; continue;
+        case U_SHIFT_MC16: may_fault(at); shift_m(rec, 15, reg8(1)); retire(); if (block_stop()) break; continue;
+        case U_SHIFT_MC8: may_fault(at); shift_m(rec, 7, reg8(1)); retire(); if (block_stop()) break; continue;
+        case U_JMP: eip += imm_of(rec); retire(); break;
+        case U_CALL: may_fault(at); spush32(eip); eip += imm_of(rec); retire(); break;
+        case U_RET: may_fault(at); eip = spop32(); retire(); break;
         case U_RET_IMM: {
           may_fault(at);
           const t = spop32();
           set_sp(sp_add(sp(), imm_of(rec)));
           eip = t;
-          break;
+          retire(); break;
         }
-        case U_JMP_R: eip = get_r(src_of(rec), 31); break;
-        case U_JMP_M: may_fault(at); eip = mem_read(rec, 31); break;
-        case U_CALL_R: { may_fault(at); const t = get_r(src_of(rec), 31); spush32(eip); eip = t; break; }
-        case U_CALL_M: { may_fault(at); const t = mem_read(rec, 31); spush32(eip); eip = t; break; }
-        case U_PUSH_R: may_fault(at); spush32(get_r(src_of(rec), 31)); if (block_stop()) break; continue;
-        case U_PUSH_I: may_fault(at); spush32(imm_of(rec)); if (block_stop()) break; continue;
-        case U_PUSH_M: { may_fault(at); const v = mem_read(rec, 31); spush32(v); if (block_stop()) break; continue; }
-        case U_POP_R: { may_fault(at); const v = spop32(); set_r(dst_of(rec), 31, v); if (block_stop()) break; continue; }
-        case U_LEAVE: may_fault(at); leave32(); continue;
-        case U_IMUL_RR: { const d = dst_of(rec); set_r(d, 31, imul_trunc(get_r(d, 31), get_r(src_of(rec), 31), 31)); continue; }
-        case U_IMUL_RM: { may_fault(at); const b = mem_read(rec, 31); const d = dst_of(rec); set_r(d, 31, imul_trunc(get_r(d, 31), b, 31)); if (block_stop()) break; continue; }
-        case U_IMUL_RRI: set_r(dst_of(rec), 31, imul_trunc(get_r(src_of(rec), 31), imm_of(rec), 31)); continue;
-        case U_IMUL_RMI: { may_fault(at); const a = mem_read(rec, 31); set_r(dst_of(rec), 31, imul_trunc(a, imm_of(rec), 31)); if (block_stop()) break; continue; }
-        case U_SETCC_R: set_r(dst_of(rec), 7, test_cc_inline(sub_of(rec)) ? 1 : 0); continue;
-        case U_SETCC_M: may_fault(at); mem_write(rec, 7, test_cc_inline(sub_of(rec)) ? 1 : 0); if (block_stop()) break; continue;
-        case U_CMOV_RR: { const v = get_r(src_of(rec), 31); if (test_cc_inline(sub_of(rec))) set_r(dst_of(rec), 31, v); continue; }
-        case U_CMOV_RM: { may_fault(at); const v = mem_read(rec, 31); if (test_cc_inline(sub_of(rec))) set_r(dst_of(rec), 31, v); if (block_stop()) break; continue; }
+        case U_JMP_R: eip = get_r(src_of(rec), 31); retire(); break;
+        case U_JMP_M: may_fault(at); eip = mem_read(rec, 31); retire(); break;
+        case U_CALL_R: { may_fault(at); const t = get_r(src_of(rec), 31); spush32(eip); eip = t; retire(); break; }
+        case U_CALL_M: { may_fault(at); const t = mem_read(rec, 31); spush32(eip); eip = t; retire(); break; }
+        case U_PUSH_R: may_fault(at); spush32(get_r(src_of(rec), 31)); retire(); if (block_stop()) break; continue;
+        case U_PUSH_I: may_fault(at); spush32(imm_of(rec)); retire(); if (block_stop()) break; continue;
+        case U_PUSH_M: { may_fault(at); const v = mem_read(rec, 31); spush32(v); retire(); if (block_stop()) break; continue; }
+        case U_POP_R: { may_fault(at); const v = spop32(); set_r(dst_of(rec), 31, v); retire(); if (block_stop()) break; continue; }
+        case U_LEAVE: may_fault(at); leave32(); retire(); continue;
+        case U_IMUL_RR: { const d = dst_of(rec); set_r(d, 31, imul_trunc(get_r(d, 31), get_r(src_of(rec), 31), 31)); retire(); continue; }
+        case U_IMUL_RM: { may_fault(at); const b = mem_read(rec, 31); const d = dst_of(rec); set_r(d, 31, imul_trunc(get_r(d, 31), b, 31)); retire(); if (block_stop()) break; continue; }
+        case U_IMUL_RRI: set_r(dst_of(rec), 31, imul_trunc(get_r(src_of(rec), 31), imm_of(rec), 31)); retire(); continue;
+        case U_IMUL_RMI: { may_fault(at); const a = mem_read(rec, 31); set_r(dst_of(rec), 31, imul_trunc(a, imm_of(rec), 31)); retire(); if (block_stop()) break; continue; }
+        case U_SETCC_R: set_r(dst_of(rec), 7, test_cc_inline(sub_of(rec)) ? 1 : 0); retire(); continue;
+        case U_SETCC_M: may_fault(at); mem_write(rec, 7, test_cc_inline(sub_of(rec)) ? 1 : 0); retire(); if (block_stop()) break; continue;
+        case U_CMOV_RR: { const v = get_r(src_of(rec), 31); if (test_cc_inline(sub_of(rec))) set_r(dst_of(rec), 31, v); retire(); continue; }
+        case U_CMOV_RM: { may_fault(at); const v = mem_read(rec, 31); if (test_cc_inline(sub_of(rec))) set_r(dst_of(rec), 31, v); retire(); if (block_stop()) break; continue; }
         case U_XCHG_RR: {
           const d = dst_of(rec), s = src_of(rec);
           const a = get_r(d, 31);
           set_r(d, 31, get_r(s, 31));
           set_r(s, 31, a);
-          continue;
+          retire(); continue;
         }
         case U_XCHG_MR: {
           may_fault(at);
@@ -1195,95 +1038,95 @@ export function run_cached(budget: u64): u32 {
           const s = src_of(rec);
           write32(lin, get_r(s, 31));
           set_r(s, 31, a);
-          if (block_stop()) break; continue;
+          retire(); if (block_stop()) break; continue;
         }
-        case U_CWDE: set_reg32(EAX, <u32>(<i32>(<i16>reg16(EAX)))); continue;
-        case U_CDQ: set_reg32(EDX, (reg32(EAX) >> 31) ? 0xffffffff : 0); continue;
-        case U_NOP: continue;
-        case U_JO: if (test_cc_inline(0)) eip += imm_of(rec); break;
-        case U_JNO: if (test_cc_inline(1)) eip += imm_of(rec); break;
-        case U_JB: if (test_cc_inline(2)) eip += imm_of(rec); break;
-        case U_JAE: if (test_cc_inline(3)) eip += imm_of(rec); break;
-        case U_JE: if (test_cc_inline(4)) eip += imm_of(rec); break;
-        case U_JNE: if (test_cc_inline(5)) eip += imm_of(rec); break;
-        case U_JBE: if (test_cc_inline(6)) eip += imm_of(rec); break;
-        case U_JA: if (test_cc_inline(7)) eip += imm_of(rec); break;
-        case U_JS: if (test_cc_inline(8)) eip += imm_of(rec); break;
-        case U_JNS: if (test_cc_inline(9)) eip += imm_of(rec); break;
-        case U_JP: if (test_cc_inline(10)) eip += imm_of(rec); break;
-        case U_JNP: if (test_cc_inline(11)) eip += imm_of(rec); break;
-        case U_JL: if (test_cc_inline(12)) eip += imm_of(rec); break;
-        case U_JGE: if (test_cc_inline(13)) eip += imm_of(rec); break;
-        case U_JLE: if (test_cc_inline(14)) eip += imm_of(rec); break;
-        case U_JG: if (test_cc_inline(15)) eip += imm_of(rec); break;
-        case U_ADD_RR32: alu_rr(rec, 31, 0); continue;
-        case U_OR_RR32: alu_rr(rec, 31, 1); continue;
-        case U_ADC_RR32: alu_rr(rec, 31, 2); continue;
-        case U_SBB_RR32: alu_rr(rec, 31, 3); continue;
-        case U_AND_RR32: alu_rr(rec, 31, 4); continue;
-        case U_SUB_RR32: alu_rr(rec, 31, 5); continue;
-        case U_XOR_RR32: alu_rr(rec, 31, 6); continue;
-        case U_CMP_RR32: alu_rr(rec, 31, 7); continue;
-        case U_ADD_RI32: alu_ri(rec, 31, 0); continue;
-        case U_OR_RI32: alu_ri(rec, 31, 1); continue;
-        case U_ADC_RI32: alu_ri(rec, 31, 2); continue;
-        case U_SBB_RI32: alu_ri(rec, 31, 3); continue;
-        case U_AND_RI32: alu_ri(rec, 31, 4); continue;
-        case U_SUB_RI32: alu_ri(rec, 31, 5); continue;
-        case U_XOR_RI32: alu_ri(rec, 31, 6); continue;
-        case U_CMP_RI32: alu_ri(rec, 31, 7); continue;
-        case U_ADD_RM32: may_fault(at); alu_rm(rec, 31, 0); if (block_stop()) break; continue;
-        case U_OR_RM32: may_fault(at); alu_rm(rec, 31, 1); if (block_stop()) break; continue;
-        case U_ADC_RM32: may_fault(at); alu_rm(rec, 31, 2); if (block_stop()) break; continue;
-        case U_SBB_RM32: may_fault(at); alu_rm(rec, 31, 3); if (block_stop()) break; continue;
-        case U_AND_RM32: may_fault(at); alu_rm(rec, 31, 4); if (block_stop()) break; continue;
-        case U_SUB_RM32: may_fault(at); alu_rm(rec, 31, 5); if (block_stop()) break; continue;
-        case U_XOR_RM32: may_fault(at); alu_rm(rec, 31, 6); if (block_stop()) break; continue;
-        case U_CMP_RM32: may_fault(at); alu_rm(rec, 31, 7); if (block_stop()) break; continue;
+        case U_CWDE: set_reg32(EAX, <u32>(<i32>(<i16>reg16(EAX)))); retire(); continue;
+        case U_CDQ: set_reg32(EDX, (reg32(EAX) >> 31) ? 0xffffffff : 0); retire(); continue;
+        case U_NOP: retire(); continue;
+        case U_JO: if (test_cc_inline(0)) eip += imm_of(rec); retire(); break;
+        case U_JNO: if (test_cc_inline(1)) eip += imm_of(rec); retire(); break;
+        case U_JB: if (test_cc_inline(2)) eip += imm_of(rec); retire(); break;
+        case U_JAE: if (test_cc_inline(3)) eip += imm_of(rec); retire(); break;
+        case U_JE: if (test_cc_inline(4)) eip += imm_of(rec); retire(); break;
+        case U_JNE: if (test_cc_inline(5)) eip += imm_of(rec); retire(); break;
+        case U_JBE: if (test_cc_inline(6)) eip += imm_of(rec); retire(); break;
+        case U_JA: if (test_cc_inline(7)) eip += imm_of(rec); retire(); break;
+        case U_JS: if (test_cc_inline(8)) eip += imm_of(rec); retire(); break;
+        case U_JNS: if (test_cc_inline(9)) eip += imm_of(rec); retire(); break;
+        case U_JP: if (test_cc_inline(10)) eip += imm_of(rec); retire(); break;
+        case U_JNP: if (test_cc_inline(11)) eip += imm_of(rec); retire(); break;
+        case U_JL: if (test_cc_inline(12)) eip += imm_of(rec); retire(); break;
+        case U_JGE: if (test_cc_inline(13)) eip += imm_of(rec); retire(); break;
+        case U_JLE: if (test_cc_inline(14)) eip += imm_of(rec); retire(); break;
+        case U_JG: if (test_cc_inline(15)) eip += imm_of(rec); retire(); break;
+        case U_ADD_RR32: alu_rr(rec, 31, 0); retire(); continue;
+        case U_OR_RR32: alu_rr(rec, 31, 1); retire(); continue;
+        case U_ADC_RR32: alu_rr(rec, 31, 2); retire(); continue;
+        case U_SBB_RR32: alu_rr(rec, 31, 3); retire(); continue;
+        case U_AND_RR32: alu_rr(rec, 31, 4); retire(); continue;
+        case U_SUB_RR32: alu_rr(rec, 31, 5); retire(); continue;
+        case U_XOR_RR32: alu_rr(rec, 31, 6); retire(); continue;
+        case U_CMP_RR32: alu_rr(rec, 31, 7); retire(); continue;
+        case U_ADD_RI32: alu_ri(rec, 31, 0); retire(); continue;
+        case U_OR_RI32: alu_ri(rec, 31, 1); retire(); continue;
+        case U_ADC_RI32: alu_ri(rec, 31, 2); retire(); continue;
+        case U_SBB_RI32: alu_ri(rec, 31, 3); retire(); continue;
+        case U_AND_RI32: alu_ri(rec, 31, 4); retire(); continue;
+        case U_SUB_RI32: alu_ri(rec, 31, 5); retire(); continue;
+        case U_XOR_RI32: alu_ri(rec, 31, 6); retire(); continue;
+        case U_CMP_RI32: alu_ri(rec, 31, 7); retire(); continue;
+        case U_ADD_RM32: may_fault(at); alu_rm(rec, 31, 0); retire(); if (block_stop()) break; continue;
+        case U_OR_RM32: may_fault(at); alu_rm(rec, 31, 1); retire(); if (block_stop()) break; continue;
+        case U_ADC_RM32: may_fault(at); alu_rm(rec, 31, 2); retire(); if (block_stop()) break; continue;
+        case U_SBB_RM32: may_fault(at); alu_rm(rec, 31, 3); retire(); if (block_stop()) break; continue;
+        case U_AND_RM32: may_fault(at); alu_rm(rec, 31, 4); retire(); if (block_stop()) break; continue;
+        case U_SUB_RM32: may_fault(at); alu_rm(rec, 31, 5); retire(); if (block_stop()) break; continue;
+        case U_XOR_RM32: may_fault(at); alu_rm(rec, 31, 6); retire(); if (block_stop()) break; continue;
+        case U_CMP_RM32: may_fault(at); alu_rm(rec, 31, 7); retire(); if (block_stop()) break; continue;
         case U_END: break;
-        case U_CMP_RR32_JB: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JB); break;
-        case U_CMP_RR32_JAE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JAE); break;
-        case U_CMP_RR32_JE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JE); break;
-        case U_CMP_RR32_JNE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JNE); break;
-        case U_CMP_RR32_JBE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JBE); break;
-        case U_CMP_RR32_JA: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JA); break;
-        case U_CMP_RR32_JL: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JL); break;
-        case U_CMP_RR32_JGE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JGE); break;
-        case U_CMP_RR32_JLE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JLE); break;
-        case U_CMP_RR32_JG: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JG); break;
-        case U_CMP_RI32_JB: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JB); break;
-        case U_CMP_RI32_JAE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JAE); break;
-        case U_CMP_RI32_JE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JE); break;
-        case U_CMP_RI32_JNE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JNE); break;
-        case U_CMP_RI32_JBE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JBE); break;
-        case U_CMP_RI32_JA: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JA); break;
-        case U_CMP_RI32_JL: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JL); break;
-        case U_CMP_RI32_JGE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JGE); break;
-        case U_CMP_RI32_JLE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JLE); break;
-        case U_CMP_RI32_JG: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JG); break;
+        case U_CMP_RR32_JB: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JB); retire2(); break;
+        case U_CMP_RR32_JAE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JAE); retire2(); break;
+        case U_CMP_RR32_JE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JE); retire2(); break;
+        case U_CMP_RR32_JNE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JNE); retire2(); break;
+        case U_CMP_RR32_JBE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JBE); retire2(); break;
+        case U_CMP_RR32_JA: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JA); retire2(); break;
+        case U_CMP_RR32_JL: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JL); retire2(); break;
+        case U_CMP_RR32_JGE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JGE); retire2(); break;
+        case U_CMP_RR32_JLE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JLE); retire2(); break;
+        case U_CMP_RR32_JG: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), get_r(src_of(rec), 31), JG); retire2(); break;
+        case U_CMP_RI32_JB: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JB); retire2(); break;
+        case U_CMP_RI32_JAE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JAE); retire2(); break;
+        case U_CMP_RI32_JE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JE); retire2(); break;
+        case U_CMP_RI32_JNE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JNE); retire2(); break;
+        case U_CMP_RI32_JBE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JBE); retire2(); break;
+        case U_CMP_RI32_JA: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JA); retire2(); break;
+        case U_CMP_RI32_JL: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JL); retire2(); break;
+        case U_CMP_RI32_JGE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JGE); retire2(); break;
+        case U_CMP_RI32_JLE: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JLE); retire2(); break;
+        case U_CMP_RI32_JG: eip = cmp_jcc(rec, eip, get_r(dst_of(rec), 31), imm_of(rec), JG); retire2(); break;
         case U_TEST_RR32_JE: {
           const r = get_r(dst_of(rec), 31) & get_r(src_of(rec), 31);
           test_flags(r, 31);
           eip = jump_if(rec, eip, (r == 0) == true);
-          break;
+          retire2(); break;
         }
         case U_TEST_RR32_JNE: {
           const r = get_r(dst_of(rec), 31) & get_r(src_of(rec), 31);
           test_flags(r, 31);
           eip = jump_if(rec, eip, (r == 0) == false);
-          break;
+          retire2(); break;
         }
         case U_TEST_RI32_JE: {
           const r = get_r(dst_of(rec), 31) & imm_of(rec);
           test_flags(r, 31);
           eip = jump_if(rec, eip, (r == 0) == true);
-          break;
+          retire2(); break;
         }
         case U_TEST_RI32_JNE: {
           const r = get_r(dst_of(rec), 31) & imm_of(rec);
           test_flags(r, 31);
           eip = jump_if(rec, eip, (r == 0) == false);
-          break;
+          retire2(); break;
         }
         case U_DEC_R32_JNE: {
           const d = dst_of(rec);
@@ -1291,7 +1134,7 @@ export function run_cached(budget: u64): u32 {
           set_r(d, 31, a - 1);
           dec(a, 31);
           eip = jump_if(rec, eip, a != 1);
-          break;
+          retire2(); break;
         }
         case U_STRING: {
           may_fault(at);
@@ -1299,111 +1142,38 @@ export function run_cached(budget: u64): u32 {
           reset_prefixes(true);
           set_prefix_seg(<i32>(load<u8>(rec, R_SEG) >> 4));
           string_op(sub_of(rec), dst_of(rec));
-          if (block_stop()) break; continue;
+          retire(); if (block_stop()) break; continue;
         }
         case U_IN_I: case U_IN_D: {
-          // Devices read the instruction count (the virtual clock): IN ends its block.
           may_fault(at);
-          store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_RUN_LIMIT) - left + <u64>(n - 1));
           const port = load<u8>(rec, R_UOP) == U_IN_D ? reg16(EDX) : imm_of(rec);
           const size = sub_of(rec);
           io_check(port, size);
           const v = io_read(port, size);
           if (size == 1) set_reg8(0, v); else if (size == 2) set_reg16(EAX, v); else set_reg32(EAX, v);
+          retire();
           go = blocks_may_run();
           break;
         }
         case U_OUT_I: case U_OUT_D: {
           may_fault(at);
-          store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_RUN_LIMIT) - left + <u64>(n - 1));
           const port = load<u8>(rec, R_UOP) == U_OUT_D ? reg16(EDX) : imm_of(rec);
           const size = sub_of(rec);
           io_check(port, size);
           io_write(port, size, size == 1 ? reg8(0) : size == 2 ? reg16(EAX) : reg32(EAX));
+          retire();
           go = blocks_may_run();
           break;
         }
-        case U_BT_RR: bt_r(rec, get_r(src_of(rec), 31)); continue;
-        case U_BT_RI: bt_r(rec, imm_of(rec)); continue;
-        case U_BT_MR: {
-          may_fault(at);
-          const b = get_r(src_of(rec), 31);
-          bt_m(rec, (<u32>(<i32>b >> 5) << 2) + ((b & 31) >>> 3), b & 7);
-          if (block_stop()) break; continue;
-        }
-        case U_BT_MI: { may_fault(at); const b = imm_of(rec); bt_m(rec, b >>> 3, b & 7); if (block_stop()) break; continue; }
-        case U_SHXD_R: {
-          const count = sub_of(rec) & 2 ? reg8(1) : imm_of(rec);
-          if ((count & 31) == 0) continue;
-          const d = dst_of(rec);
-          set_r(d, 31, shxd(sub_of(rec), get_r(d, 31), get_r(src_of(rec), 31), count));
-          continue;
-        }
-        case U_SHXD_M: {
-          may_fault(at);
-          const lin = rmw_lin(rec, 31);
-          const a = read32(lin);
-          const count = sub_of(rec) & 2 ? reg8(1) : imm_of(rec);
-          if ((count & 31) != 0) write32(lin, shxd(sub_of(rec), a, get_r(src_of(rec), 31), count));
-          if (block_stop()) break; continue;
-        }
-        case U_BSX_RR: bsx(rec, get_r(src_of(rec), 31)); continue;
-        case U_BSX_RM: may_fault(at); bsx(rec, mem_read(rec, 31)); if (block_stop()) break; continue;
-        case U_BSWAP: { const d = dst_of(rec); set_r(d, 31, bswap<u32>(get_r(d, 31))); continue; }
-        case U_XADD_RR: {
-          const d = dst_of(rec), s = src_of(rec);
-          const a = get_r(d, 31);
-          const r = alu_inline(0, a, get_r(s, 31), 31);
-          set_r(s, 31, a);
-          set_r(d, 31, r);
-          continue;
-        }
-        case U_XADD_MR: {
-          may_fault(at);
-          const lin = rmw_lin(rec, 31);
-          const a = read32(lin);
-          const s = src_of(rec);
-          const r = alu_inline(0, a, get_r(s, 31), 31);
-          set_r(s, 31, a);
-          write32(lin, r);
-          if (block_stop()) break; continue;
-        }
-        case U_CMPXCHG_RR: {
-          const d = dst_of(rec);
-          const v = get_r(d, 31);
-          const a = reg32(EAX);
-          alu_inline(7, a, v, 31);
-          if (a == v) set_r(d, 31, get_r(src_of(rec), 31)); else set_reg32(EAX, v);
-          continue;
-        }
-        case U_CMPXCHG_MR: {
-          may_fault(at);
-          const lin = rmw_lin(rec, 31);
-          const v = read32(lin);
-          const a = reg32(EAX);
-          alu_inline(7, a, v, 31);
-          // The destination is written either way (a locked cycle), as in step().
-          if (a == v) write32(lin, get_r(src_of(rec), 31)); else { write32(lin, v); set_reg32(EAX, v); }
-          if (block_stop()) break; continue;
-        }
-        case U_CLD: store<u32>(CPU_STATE + REG_EFLAGS, load<u32>(CPU_STATE + REG_EFLAGS) & ~FLAG_DF); continue;
-        case U_STD: store<u32>(CPU_STATE + REG_EFLAGS, load<u32>(CPU_STATE + REG_EFLAGS) | FLAG_DF); continue;
         default: unreachable();
       }
       break;
     }
-    // A block leaves early only for block_stop, right after the record at `rec`: its
-    // records up to there are one instruction each (fused records end blocks).
-    if (block_stop()) {
-      left -= <u64>((rec - first) / RECORD_SIZE + 1);
-      break;
-    }
-    left -= <u64>n;
+    if (block_stop()) break;
   }
-  store<u64>(CPU_STATE + INSTR_COUNT, start + budget - left);
   store<u32>(CPU_STATE + REG_EIP, eip);
   set_in_block(false);
-  return <u32>(budget - left);
+  return <u32>(load<u64>(CPU_STATE + INSTR_COUNT) - start);
 }
 
 /**
@@ -1436,3 +1206,11 @@ export function run_cached(budget: u64): u32 {
 // Condition codes (SDM Vol. 1, B.1).
 const JB: u32 = 2; const JAE: u32 = 3; const JE: u32 = 4; const JNE: u32 = 5; const JBE: u32 = 6;
 const JA: u32 = 7; const JL: u32 = 12; const JGE: u32 = 13; const JLE: u32 = 14; const JG: u32 = 15;
+
+/** One more instruction retired. */
+@inline function retire(): void {
+  store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(CPU_STATE + INSTR_COUNT) + 1);
+}
+@inline function retire2(): void {
+  store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(CPU_STATE + INSTR_COUNT) + 2);
+}

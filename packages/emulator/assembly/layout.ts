@@ -135,11 +135,4 @@ export const BLOCK_HASH: u32 = 0xd40000;
 export const BLOCK_HASH_ENTRIES: u32 = 0x10000;
 export const BLOCK_ARENA: u32 = 0xe40000;
 export const BLOCK_ARENA_END: u32 = 0x1000000;
-// Decoded instruction records (codecache.ts), which memory.ts's block_sync_count() also walks:
-/** Bytes per record. */
-export const RECORD_SIZE: u32 = 16;
-/** Offset in a record of the instruction's length in bytes. */
-export const R_LEN: u32 = 1;
-/** Longest block, in instructions. */
-export const BLOCK_MAX: u32 = 32;
 export const RAM: u32 = 0x1000000;

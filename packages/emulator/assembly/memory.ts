@@ -14,7 +14,6 @@ import {
   CPU_STATE, TLB, DIRTY_MAP, DIRTY_LIST, DIRTY_COUNT, TLB_VALID, TLB_VALID_MAX, TLB_VALID_COUNT,
   RAM, RAM_SIZE, A20_MASK, REG_CR0, REG_CR2, REG_CR3, REG_CR4, FAULT_VECTOR, FAULT_ERROR,
   FAULT_HAS_ERROR, TLB_ENTRIES, CODE_PAGE, ESP_START, REG_EAX, CORE_VARS, SEG_FAST, SEG_FAST_STALE,
-  EIP_START, INSTR_COUNT, RECORD_SIZE, R_LEN, BLOCK_MAX,
 } from './layout';
 
 const REG_ESP: u32 = REG_EAX + 4 * 4;
@@ -35,13 +34,6 @@ const V_FW_LEN: u32 = CORE_VARS + 0x14;
 const V_FW_HOST: u32 = CORE_VARS + 0x18;
 const V_FW_CUR: u32 = CORE_VARS + 0x1c;
 const V_INSN_START: u32 = CORE_VARS + 0x20;
-// The decoded block running (codecache.ts): its EIP and first record, the instruction count
-// at which the run of blocks ends and what was left of it before the block, from which
-// block_sync_count() works out the count in mid-block.
-export const V_BLOCK_EIP: u32 = CORE_VARS + 0x24;
-export const V_BLOCK_RECORDS: u32 = CORE_VARS + 0x28;
-export const V_BLOCK_LEFT: u32 = CORE_VARS + 0x30;
-export const V_RUN_LIMIT: u32 = CORE_VARS + 0x38;
 
 @external("host", "raise")
 declare function host_raise(): void;
@@ -113,29 +105,10 @@ export function update_access_masks(): void {
  */
 @inline export function set_in_block(v: bool): void { store<u32>(V_IN_BLOCK, v ? 1 : 0); }
 
-/**
- * Make INSTR_COUNT exact in mid-block, for a fault or a device: codecache.ts counts per
- * block, and the instructions of the running block before the one at EIP_START have
- * retired (records before it are one instruction each).
- */
-function block_sync_count(): void {
-  const target = load<u32>(CPU_STATE + EIP_START);
-  let eip = load<u32>(V_BLOCK_EIP);
-  let rec = load<u32>(V_BLOCK_RECORDS);
-  let i: u32 = 0;
-  while (eip != target && i < BLOCK_MAX) {
-    eip += load<u8>(rec + R_LEN);
-    rec += RECORD_SIZE;
-    i++;
-  }
-  store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(V_RUN_LIMIT) - load<u64>(V_BLOCK_LEFT) + <u64>i);
-}
-
 export function raise(vector: u32, hasError: bool, error: u32): void {
   if (load<u32>(V_IN_BLOCK) != 0) {
     store<u32>(CPU_STATE + ESP_START, load<u32>(CPU_STATE + REG_ESP));
     store<u32>(V_IN_BLOCK, 0);
-    block_sync_count();
   }
   store<u32>(CPU_STATE + FAULT_VECTOR, vector);
   store<u32>(CPU_STATE + FAULT_ERROR, error);
@@ -385,15 +358,12 @@ export function phys_write32(p: u32, v: u32): void {
 }
 
 // A device may raise an interrupt or ask the run loop to stop from inside an MMIO access.
-// A device may read the instruction count (the virtual clock): exact in mid-block too.
 function mmio_read(p: u32, size: u32): u32 {
-  if (load<u32>(V_IN_BLOCK) != 0) block_sync_count();
   const v = host_mmio_read(p, size);
   store<u32>(V_BLOCK_STOP, 1);
   return v;
 }
 function mmio_write(p: u32, size: u32, v: u32): void {
-  if (load<u32>(V_IN_BLOCK) != 0) block_sync_count();
   host_mmio_write(p, size, v);
   store<u32>(V_BLOCK_STOP, 1);
 }
