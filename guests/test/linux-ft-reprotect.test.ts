@@ -81,10 +81,9 @@ describe.skipIf(!built)('FT on the Debian guest: re-protect after a failover', (
       expect(last.verified as number, JSON.stringify(last)).toBeGreaterThan(0);
       expect(third.events('ft-verify-mismatch'), third.stderr.slice(-3000)).toEqual([]);
       expect(pair.secondary.events('ft-verify-mismatch')).toEqual([]);
-      // The guest wrote blocks while the survivor streamed its disk (a live sync): those go
-      // again in the final pause.
-      const final = pair.secondary.events('ft-sync-final')[0];
-      if (final) expect(final.diskBlocks as number).toBeGreaterThan(0);
+      // The sync was live: it ended with a final pause (whether the guest wrote blocks during
+      // the stream is down to timing; the image check below holds either way).
+      expect(pair.secondary.events('ft-sync-final')).toHaveLength(1);
       // Every block of a record seen is on the third's image (the newest write of its slot).
       third.kill('SIGKILL');
       await third.waitExit(10_000);
