@@ -265,12 +265,31 @@ export function records(text: string): { n: number; content: string }[] {
 export function checkRecords(streams: readonly string[]): string[] {
   const seen = new Map<number, string>();
   const problems: string[] = [];
+  let carry = '';
   for (const [i, text] of streams.entries()) {
-    for (const r of records(text)) {
+    // A connection that begins in the middle of a line continues the line the previous one
+    // ended in (the new primary resumed mid-record): read them as one.
+    let body = text;
+    if (carry) {
+      const nl = text.indexOf('\n');
+      const first = (nl < 0 ? text : text.slice(0, nl)).replace(/\r/g, '');
+      if (!/^REC \d+ /.test(first)) body = carry + text;
+    }
+    for (const r of records(body)) {
       const before = seen.get(r.n);
       if (before !== undefined && before !== r.content) problems.push(`record ${r.n} contradicted on connection ${i}: "${before}" then "${r.content}"`);
       if (before === undefined) seen.set(r.n, r.content);
     }
+    carry = body.slice(body.lastIndexOf('\n') + 1).replace(/\r/g, '');
+  }
+  // A connection that ended in the middle of a record showed its first bytes: they must
+  // begin the record of that number wherever it was seen whole.
+  for (const [i, text] of streams.entries()) {
+    const tail = text.slice(text.lastIndexOf('\n') + 1).replace(/\r/g, '');
+    const m = /^REC (\d+) (.+)$/.exec(tail);
+    if (!m) continue;
+    const whole = seen.get(Number(m[1]));
+    if (whole !== undefined && !whole.startsWith(m[2])) problems.push(`record ${m[1]} contradicted: connection ${i} ended with "${tail}", the record is "${whole}"`);
   }
   const numbers = [...seen.keys()].sort((a, b) => a - b);
   for (let k = 1; k < numbers.length; k++) {
