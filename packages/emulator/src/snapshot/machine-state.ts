@@ -6,6 +6,7 @@
 import type { Cpu } from '../cpu.ts';
 import type { SnapshotInput } from './codec.ts';
 import { crc32c } from './crc32c.ts';
+import type { PlainValue } from './value.ts';
 import { deviceEntryName, type DeviceEntry, type DiskTarget, type SnapshotTarget } from './apply.ts';
 
 export interface MachineParts {
@@ -62,14 +63,19 @@ export function captureState(parts: MachineParts, ram: 'full' | 'dirty', meta?: 
   return {
     meta,
     cpu: { layoutId: cpuLayoutId(cpu), bytes: cpu.state.bytes() },
-    devices: parts.devices.map((d) => {
-      const device = 'device' in d ? d.device : d;
-      return { name: deviceEntryName(d), version: device.stateVersion, state: device.saveState() };
-    }),
+    devices: captureDevices(parts.devices),
     ram: ram === 'full'
       ? { kind: 'full', ram: cpu.ram }
       : { kind: 'pages', ram: cpu.ram, pageNumbers: cpu.state.dirtyPages() },
   };
+}
+
+/** Each device's state as a snapshot section (name, version, state), in load order. */
+export function captureDevices(entries: readonly DeviceEntry[]): { name: string; version: number; state: PlainValue }[] {
+  return entries.map((d) => {
+    const device = 'device' in d ? d.device : d;
+    return { name: deviceEntryName(d), version: device.stateVersion, state: device.saveState() as PlainValue };
+  });
 }
 
 /** A Cpu with its devices and disks as the target of applyState. */

@@ -24,7 +24,9 @@ import type { Pc } from '@ftx86/emulator/src/pc.ts';
 import type { Persistent } from '@ftx86/emulator/src/device.ts';
 import { pcDeviceEntries } from '@ftx86/emulator/src/vm-state.ts';
 import { deviceEntryName, type DeviceEntry } from '@ftx86/emulator/src/snapshot/apply.ts';
-import { cpuCacheFields } from '@ftx86/emulator/src/snapshot/machine-state.ts';
+import { captureDevices, cpuCacheFields } from '@ftx86/emulator/src/snapshot/machine-state.ts';
+
+export { captureDevices };
 import { stateDigest } from '@ftx86/emulator/src/snapshot/state-digest.ts';
 import type { PlainValue } from '@ftx86/emulator/src/snapshot/value.ts';
 import type { FtLogger } from '@ftx86/ft-trans';
@@ -100,14 +102,6 @@ function ftBoardSection(pc: Pc): Persistent<PlainValue> {
       pc.loadSerialBacklog(backlog as Uint8Array[]);
     },
   };
-}
-
-/** Device states as the snapshot codec takes them. */
-export function captureDevices(entries: readonly DeviceEntry[]): { name: string; version: number; state: PlainValue }[] {
-  return entries.map((d) => {
-    const device = 'device' in d ? d.device : d;
-    return { name: deviceEntryName(d), version: device.stateVersion, state: device.saveState() as PlainValue };
-  });
 }
 
 /**

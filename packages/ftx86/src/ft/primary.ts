@@ -17,7 +17,8 @@
  * waits for an ACK rather than letting the held output grow.
  */
 import type pino from 'pino';
-import type { Pc } from '@ftx86/emulator/src/pc.ts';
+import { DEFAULT_MAC, type Pc } from '@ftx86/emulator/src/pc.ts';
+import type { DeviceEntry } from '@ftx86/emulator/src/snapshot/apply.ts';
 import type { RunOutcome } from '@ftx86/emulator/src/machine.ts';
 import { encodeSnapshot } from '@ftx86/emulator/src/snapshot/codec.ts';
 import { cpuLayoutId } from '@ftx86/emulator/src/snapshot/machine-state.ts';
@@ -81,11 +82,14 @@ export class FtPrimary {
   private reprotecting = false;
   private stopped = false;
   private readonly key;
+  /** The board's device sections, made once: every checkpoint captures them. */
+  private readonly entries: DeviceEntry[];
 
   constructor(private readonly o: FtPrimaryOptions) {
     this.key = loadKeyFile(o.ft.keyFile);
     this.crash = testCrashPoint();
-    const nicMac = o.pc.virtioNet ? (o.pc.opts.net?.mac ?? '52:54:00:12:34:56') : undefined;
+    this.entries = ftDeviceEntries(o.pc);
+    const nicMac = o.pc.virtioNet ? (o.pc.opts.net?.mac ?? DEFAULT_MAC) : undefined;
     this.mac = nicMac ? parseMac(nicMac) : undefined;
   }
 
@@ -415,7 +419,7 @@ export class FtPrimary {
    * The DEVICE_STATE snapshot: CPU bytes, every device, and what the secondary needs to
    * know besides (epoch, the guest's IP; with `full`, the machine configuration and boot).
    */
-  private deviceState(epoch: bigint, full: boolean, devices = captureDevices(ftDeviceEntries(this.o.pc))): Uint8Array {
+  private deviceState(epoch: bigint, full: boolean, devices = captureDevices(this.entries)): Uint8Array {
     const { pc } = this.o;
     const cpu = pc.machine.cpu;
     const meta: Record<string, unknown> = { kind: 'ftx86-ft', epoch, instructions: cpu.instructionCount, guestIp: this.guestIp ?? null };
@@ -425,7 +429,7 @@ export class FtPrimary {
         clock: pc.machine.clock.mode,
         rtcBaseMs: pc.machine.clock.rtcBaseMs,
         noReboot: pc.machine.noReboot,
-        net: pc.virtioNet ? { mac: pc.opts.net?.mac ?? '52:54:00:12:34:56' } : null,
+        net: pc.virtioNet ? { mac: pc.opts.net?.mac ?? DEFAULT_MAC } : null,
         diskBytes: pc.opts.disk?.size ?? null,
       };
       meta.boot = this.o.boot;
@@ -463,7 +467,7 @@ export class FtPrimary {
       this.cancelAt = undefined;
       this.carry = { pages, diskWrites: out.diskWrites, events: out.events, eventBytes: out.eventBytes };
     }
-    const devicesNow = captureDevices(ftDeviceEntries(pc));
+    const devicesNow = captureDevices(this.entries);
     const devState = this.deviceState(epoch, false, devicesNow);
     const digest = !cancelled && ft.verifyEvery > 0 && epoch % BigInt(ft.verifyEvery) === 0n ? ftDigest(pc, devicesNow, this.writtenBlocks) : undefined;
     const pauseMs = performance.now() - t0;

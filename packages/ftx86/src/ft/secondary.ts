@@ -19,7 +19,7 @@ import { Pc } from '@ftx86/emulator/src/pc.ts';
 import type { NetBackend } from '@ftx86/emulator/src/net/backend.ts';
 import type { RunOutcome } from '@ftx86/emulator/src/machine.ts';
 import { decodeSnapshot, type VmState } from '@ftx86/emulator/src/snapshot/codec.ts';
-import { applyState } from '@ftx86/emulator/src/snapshot/apply.ts';
+import { applyState, type DeviceEntry } from '@ftx86/emulator/src/snapshot/apply.ts';
 import { machineTarget } from '@ftx86/emulator/src/snapshot/machine-state.ts';
 import type { PlainValue } from '@ftx86/emulator/src/snapshot/value.ts';
 import { EventTap, EventKind, type HeldEvent } from '@ftx86/event-tap';
@@ -62,9 +62,9 @@ interface Staged {
 interface Sync {
   epoch: bigint;
   ramBytes: number;
-  deviceBytes: number;
   diskBytes: number;
-  device: Buffer[];
+  /** A device state arrived (the first builds the machine). */
+  deviceSeen: boolean;
   received: number;
   chunks: number;
 }
@@ -84,6 +84,8 @@ export class FtSecondary {
   private pc: Pc | undefined;
   private config: FtConfig | undefined;
   private tap: EventTap | undefined;
+  /** The board's device sections, made with the board. */
+  private entries: DeviceEntry[] | undefined;
   private boot: PlainValue | undefined;
   /** The last committed epoch; undefined while there is no complete state to run. */
   private committed: bigint | undefined;
@@ -227,7 +229,7 @@ export class FtSecondary {
     this.committed = undefined;
     this.kept = [];
     this.staged = undefined;
-    this.sync = { epoch: f.epoch, ramBytes: b.ramBytes, deviceBytes: b.deviceBytes, diskBytes: b.diskBytes, device: [], received: 0, chunks: 0 };
+    this.sync = { epoch: f.epoch, ramBytes: b.ramBytes, diskBytes: b.diskBytes, deviceSeen: false, received: 0, chunks: 0 };
     this.log.info({ event: 'ft-sync-start', epoch: f.epoch, ramBytes: b.ramBytes, diskBytes: b.diskBytes }, 'FT: full sync started');
   }
 
@@ -242,14 +244,14 @@ export class FtSecondary {
         // Each is a whole state: the first builds the machine; a later one (a live sync's
         // final pause) replaces it, on the same machine.
         if (c.offset !== 0 || c.data.length > 64 << 20) throw new ProtocolError('MALFORMED', 'FULL_SYNC device state must be one whole chunk');
-        if (s.device.length === 0) {
+        if (!s.deviceSeen) {
           this.machineFor(Buffer.from(c.data), s.ramBytes);
         } else {
           const state = decodeSnapshot(Buffer.from(c.data));
           if (JSON.stringify(state.meta?.config) !== JSON.stringify(this.config)) throw new ProtocolError('MALFORMED', 'FULL_SYNC device states disagree on the machine');
           this.stagedSyncState = state;
         }
-        s.device.push(Buffer.from(c.data));
+        s.deviceSeen = true;
         return;
       }
       case SyncSection.RAM: {
@@ -300,6 +302,7 @@ export class FtSecondary {
         debugConsole: this.host.debugConsole,
       });
       this.tap.attach(this.pc.machine.hooks);
+      this.entries = ftDeviceEntries(this.pc);
       this.config = config;
     } else {
       this.pc.machine.cpu.ram.fill(0);
@@ -332,7 +335,7 @@ export class FtSecondary {
   private applyDevices(state: VmState): void {
     const pc = this.pc!;
     const cpu = pc.machine.cpu;
-    applyState(state, machineTarget({ cpu, devices: ftDeviceEntries(pc) }));
+    applyState(state, machineTarget({ cpu, devices: this.entries! }));
   }
 
   // ---- epochs --------------------------------------------------------------------------------
@@ -409,7 +412,7 @@ export class FtSecondary {
     }
     if (c.digest) {
       this.verified++;
-      const mine = ftDigest(pc, captureDevices(ftDeviceEntries(pc)), this.writtenBlocks);
+      const mine = ftDigest(pc, captureDevices(this.entries!), this.writtenBlocks);
       if (!mine.equals(c.digest)) {
         this.verifyMismatches++;
         this.log.error({ event: 'ft-verify-mismatch', epoch: f.epoch, primary: c.digest.toString('hex'), secondary: mine.toString('hex') },
