@@ -254,6 +254,9 @@ function debianGuest(warmup: boolean): () => Phase[] {
       }
     }
     if (!warmup && phase < 2) throw new Error(`debian: the guest did not reach ${marks[phase]}`);
+    if (process.env.FTX86_JIT_STATS) {
+      console.error('jit', m.cpu.jit?.stats, 'retired in compiled code', m.cpu.jit?.retired, 'of', m.cpu.instructionCount);
+    }
     const all: Phase = {
       name: 'debian', instructions: phases[0].instructions + phases[1].instructions,
       cpuS: phases[0].cpuS + phases[1].cpuS, wallS: phases[0].wallS + phases[1].wallS, output: phases[1].output,

@@ -9,9 +9,11 @@ import type { GuestRun } from './transcript.ts';
 
 export const ftx86Ready = true;
 
-export async function runUnderFtx86(binPath: string): Promise<GuestRun> {
+/** `jitThreshold`: the block compiler's (default: off, so the interpreter is what is compared). */
+export async function runUnderFtx86(binPath: string, jitThreshold = 0): Promise<GuestRun> {
   const r = runTestGuest(new Uint8Array(readFileSync(binPath)), {
     memoryBytes: 32 * 1024 * 1024,
+    jitThreshold,
     maxInstructions: 500_000_000,
     // Every test guest also checks dirty tracking: a page changed but not reported fails the run.
     verifyDirtyEvery: 1_000_000,

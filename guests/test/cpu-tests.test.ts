@@ -65,8 +65,9 @@ describe.each(GUESTS)('CPU test guest %s', (guest) => {
     expect(transcriptLines(run.debugOutput)[0]).toBe(`guest: ${guest}`);
   });
 
-  it.skipIf(!ftx86Ready)('prints on ftx86 what it prints under QEMU', async () => {
-    const [reference, ours] = await Promise.all([qemuRun(guest), ftx86!.runUnderFtx86(binPath(guest))]);
+  // The interpreter, and the block compiler taking every block in after two runs.
+  it.skipIf(!ftx86Ready).each([['', 0], [' with the block compiler', 2]] as const)('prints on ftx86%s what it prints under QEMU', async (_, jit) => {
+    const [reference, ours] = await Promise.all([qemuRun(guest), ftx86!.runUnderFtx86(binPath(guest), jit)]);
     const diff = lineDiff(comparableLines(reference.debugOutput), comparableLines(ours.debugOutput), {
       expected: `QEMU ${guest}`,
       actual: `ftx86 ${guest}`,

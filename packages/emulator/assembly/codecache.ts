@@ -22,9 +22,10 @@ import {
   CPU_STATE, REG_EIP, REG_EFLAGS, EIP_START, INSTR_COUNT, CODE32, STACK32, RAM, EA_ZERO,
   INTR_LINE, NMI_PENDING, HALTED, SHUTDOWN, HOST_REQUEST, CODE_CACHE_OFF,
   BLOCK_HASH, BLOCK_HASH_ENTRIES, BLOCK_ARENA, BLOCK_ARENA_END, LF_RES, LF_KIND, LF_MASK,
+  JIT_THRESHOLD, JIT_QUEUE, JIT_QUEUE_COUNT, JIT_QUEUE_MAX, JIT_RESUME, JIT_FLUSHES, JIT_LIMIT, JIT_RETIRED,
 } from './layout';
 import {
-  reg32, set_reg32, reg16, set_reg16, reg8, set_reg8, test_cc_inline, seg_attr, FLAG_TF, FLAG_IF,
+  reg32, set_reg32, reg16, set_reg16, reg8, set_reg8, test_cc_inline, seg_attr, get_cf, FLAG_TF, FLAG_IF,
   FLAG_CF, FLAG_OF, FLAG_AF, FLAG_ZF, FLAG_SF, FLAG_PF, LF_LOGIC, ESP, EBP, EAX, EDX, SS, DS, ATTR_DB,
 } from './state';
 import {
@@ -44,25 +45,25 @@ import { step } from './exec';
 // Records. Registers are named by their byte offset in CPU_STATE (an 8-bit register by the
 // offset of its byte), so running a record never decodes a register number.
 
-const R_UOP: u32 = 0;
+export const R_UOP: u32 = 0;
 /** Bytes of the instruction, prefixes included; 0 for U_INTERP (step() fetches it). */
-const R_LEN: u32 = 1;
-const R_DST: u32 = 2;
-const R_SRC: u32 = 3;
+export const R_LEN: u32 = 1;
+export const R_DST: u32 = 2;
+export const R_SRC: u32 = 3;
 /**
  * Effective address: [base] + ([index] << scale) + disp, base and index EA_ZERO when absent;
  * the index byte holds the scale in its low two bits (register offsets are multiples of 4).
  */
-const R_BASE: u32 = 4;
-const R_INDEX_SCALE: u32 = 5;
+export const R_BASE: u32 = 4;
+export const R_INDEX_SCALE: u32 = 5;
 /** Segment register number * 16: its entry in SEG_FAST. */
-const R_SEG: u32 = 6;
+export const R_SEG: u32 = 6;
 /** The uop's sub-operation: ALU kind, shift kind, condition, group-3 operation. */
-const R_SUB: u32 = 7;
-const R_DISP: u32 = 8;
+export const R_SUB: u32 = 7;
+export const R_DISP: u32 = 8;
 /** Immediate operand, relative branch displacement, or shift count. */
-const R_IMM: u32 = 12;
-const RECORD_SIZE: u32 = 16;
+export const R_IMM: u32 = 12;
+export const RECORD_SIZE: u32 = 16;
 
 /** Longest block, in instructions. */
 const BLOCK_MAX: u32 = 32;
@@ -70,89 +71,89 @@ const BLOCK_MAX: u32 = 32;
 // Uops: the operations records name. Sizes are in the name (8, 16, 32); R = register,
 // M = memory, I = immediate, C = CL. The sub field carries the ALU kind (as arith.alu),
 // shift kind (as shift_op), condition code, or group-3 operation.
-const U_INTERP: u32 = 0;
-const U_MOV_RR32: u32 = 1; const U_MOV_RR16: u32 = 2; const U_MOV_RR8: u32 = 3;
-const U_LOAD32: u32 = 4; const U_LOAD16: u32 = 5; const U_LOAD8: u32 = 6;
-const U_STORE32: u32 = 7; const U_STORE16: u32 = 8; const U_STORE8: u32 = 9;
-const U_MOV_RI32: u32 = 10; const U_MOV_RI16: u32 = 11; const U_MOV_RI8: u32 = 12;
-const U_STORE_I32: u32 = 13; const U_STORE_I16: u32 = 14; const U_STORE_I8: u32 = 15;
-const U_LEA: u32 = 16;
-const U_MOVZX8_R: u32 = 17; const U_MOVZX8_M: u32 = 18; const U_MOVZX16_R: u32 = 19; const U_MOVZX16_M: u32 = 20;
-const U_MOVSX8_R: u32 = 21; const U_MOVSX8_M: u32 = 22; const U_MOVSX16_R: u32 = 23; const U_MOVSX16_M: u32 = 24;
+export const U_INTERP: u32 = 0;
+export const U_MOV_RR32: u32 = 1; export const U_MOV_RR16: u32 = 2; export const U_MOV_RR8: u32 = 3;
+export const U_LOAD32: u32 = 4; export const U_LOAD16: u32 = 5; export const U_LOAD8: u32 = 6;
+export const U_STORE32: u32 = 7; export const U_STORE16: u32 = 8; export const U_STORE8: u32 = 9;
+export const U_MOV_RI32: u32 = 10; export const U_MOV_RI16: u32 = 11; export const U_MOV_RI8: u32 = 12;
+export const U_STORE_I32: u32 = 13; export const U_STORE_I16: u32 = 14; export const U_STORE_I8: u32 = 15;
+export const U_LEA: u32 = 16;
+export const U_MOVZX8_R: u32 = 17; export const U_MOVZX8_M: u32 = 18; export const U_MOVZX16_R: u32 = 19; export const U_MOVZX16_M: u32 = 20;
+export const U_MOVSX8_R: u32 = 21; export const U_MOVSX8_M: u32 = 22; export const U_MOVSX16_R: u32 = 23; export const U_MOVSX16_M: u32 = 24;
 // 16- and 8-bit ALU operations, the kind in the sub field (32-bit ones are below, by kind).
-const U_ALU_RR16: u32 = 25; const U_ALU_RR8: u32 = 26;
-const U_ALU_RM16: u32 = 27; const U_ALU_RM8: u32 = 28;
-const U_ALU_MR32: u32 = 29; const U_ALU_MR16: u32 = 30; const U_ALU_MR8: u32 = 31;
-const U_ALU_RI16: u32 = 32; const U_ALU_RI8: u32 = 33;
-const U_ALU_MI32: u32 = 34; const U_ALU_MI16: u32 = 35; const U_ALU_MI8: u32 = 36;
-const U_TEST_RR32: u32 = 37; const U_TEST_RR16: u32 = 38; const U_TEST_RR8: u32 = 39;
-const U_TEST_MR32: u32 = 40; const U_TEST_MR16: u32 = 41; const U_TEST_MR8: u32 = 42;
-const U_TEST_RI32: u32 = 43; const U_TEST_RI16: u32 = 44; const U_TEST_RI8: u32 = 45;
-const U_TEST_MI32: u32 = 46; const U_TEST_MI16: u32 = 47; const U_TEST_MI8: u32 = 48;
+export const U_ALU_RR16: u32 = 25; export const U_ALU_RR8: u32 = 26;
+export const U_ALU_RM16: u32 = 27; export const U_ALU_RM8: u32 = 28;
+export const U_ALU_MR32: u32 = 29; export const U_ALU_MR16: u32 = 30; export const U_ALU_MR8: u32 = 31;
+export const U_ALU_RI16: u32 = 32; export const U_ALU_RI8: u32 = 33;
+export const U_ALU_MI32: u32 = 34; export const U_ALU_MI16: u32 = 35; export const U_ALU_MI8: u32 = 36;
+export const U_TEST_RR32: u32 = 37; export const U_TEST_RR16: u32 = 38; export const U_TEST_RR8: u32 = 39;
+export const U_TEST_MR32: u32 = 40; export const U_TEST_MR16: u32 = 41; export const U_TEST_MR8: u32 = 42;
+export const U_TEST_RI32: u32 = 43; export const U_TEST_RI16: u32 = 44; export const U_TEST_RI8: u32 = 45;
+export const U_TEST_MI32: u32 = 46; export const U_TEST_MI16: u32 = 47; export const U_TEST_MI8: u32 = 48;
 /** INC (sub 0) or DEC (sub 1). */
-const U_INCDEC_R32: u32 = 49; const U_INCDEC_R16: u32 = 50; const U_INCDEC_R8: u32 = 51;
-const U_INCDEC_M32: u32 = 52; const U_INCDEC_M16: u32 = 53; const U_INCDEC_M8: u32 = 54;
+export const U_INCDEC_R32: u32 = 49; export const U_INCDEC_R16: u32 = 50; export const U_INCDEC_R8: u32 = 51;
+export const U_INCDEC_M32: u32 = 52; export const U_INCDEC_M16: u32 = 53; export const U_INCDEC_M8: u32 = 54;
 /** F7 /2../7 with a 32-bit operand: NOT NEG MUL IMUL DIV IDIV (sub = ModRM.reg). */
-const U_GRP3_R32: u32 = 55; const U_GRP3_M32: u32 = 56;
-const U_SHIFT_RI32: u32 = 57; const U_SHIFT_RI16: u32 = 58; const U_SHIFT_RI8: u32 = 59;
-const U_SHIFT_RC32: u32 = 60; const U_SHIFT_RC16: u32 = 61; const U_SHIFT_RC8: u32 = 62;
-const U_SHIFT_MI32: u32 = 63; const U_SHIFT_MI16: u32 = 64; const U_SHIFT_MI8: u32 = 65;
-const U_SHIFT_MC32: u32 = 66; const U_SHIFT_MC16: u32 = 67; const U_SHIFT_MC8: u32 = 68;
+export const U_GRP3_R32: u32 = 55; export const U_GRP3_M32: u32 = 56;
+export const U_SHIFT_RI32: u32 = 57; export const U_SHIFT_RI16: u32 = 58; export const U_SHIFT_RI8: u32 = 59;
+export const U_SHIFT_RC32: u32 = 60; export const U_SHIFT_RC16: u32 = 61; export const U_SHIFT_RC8: u32 = 62;
+export const U_SHIFT_MI32: u32 = 63; export const U_SHIFT_MI16: u32 = 64; export const U_SHIFT_MI8: u32 = 65;
+export const U_SHIFT_MC32: u32 = 66; export const U_SHIFT_MC16: u32 = 67; export const U_SHIFT_MC8: u32 = 68;
 // Control transfers end a block (and the sixteen U_JCC below).
-const U_JMP: u32 = 69; const U_CALL: u32 = 70; const U_RET: u32 = 71; const U_RET_IMM: u32 = 72;
-const U_JMP_R: u32 = 73; const U_JMP_M: u32 = 74; const U_CALL_R: u32 = 75; const U_CALL_M: u32 = 76;
-const U_PUSH_R: u32 = 77; const U_PUSH_I: u32 = 78; const U_PUSH_M: u32 = 79; const U_POP_R: u32 = 80;
-const U_LEAVE: u32 = 81;
-const U_IMUL_RR: u32 = 82; const U_IMUL_RM: u32 = 83; const U_IMUL_RRI: u32 = 84; const U_IMUL_RMI: u32 = 85;
-const U_SETCC_R: u32 = 86; const U_SETCC_M: u32 = 87; const U_CMOV_RR: u32 = 88; const U_CMOV_RM: u32 = 89;
-const U_XCHG_RR: u32 = 90; const U_XCHG_MR: u32 = 91;
-const U_CWDE: u32 = 92; const U_CDQ: u32 = 93; const U_NOP: u32 = 94;
+export const U_JMP: u32 = 69; export const U_CALL: u32 = 70; export const U_RET: u32 = 71; export const U_RET_IMM: u32 = 72;
+export const U_JMP_R: u32 = 73; export const U_JMP_M: u32 = 74; export const U_CALL_R: u32 = 75; export const U_CALL_M: u32 = 76;
+export const U_PUSH_R: u32 = 77; export const U_PUSH_I: u32 = 78; export const U_PUSH_M: u32 = 79; export const U_POP_R: u32 = 80;
+export const U_LEAVE: u32 = 81;
+export const U_IMUL_RR: u32 = 82; export const U_IMUL_RM: u32 = 83; export const U_IMUL_RRI: u32 = 84; export const U_IMUL_RMI: u32 = 85;
+export const U_SETCC_R: u32 = 86; export const U_SETCC_M: u32 = 87; export const U_CMOV_RR: u32 = 88; export const U_CMOV_RM: u32 = 89;
+export const U_XCHG_RR: u32 = 90; export const U_XCHG_MR: u32 = 91;
+export const U_CWDE: u32 = 92; export const U_CDQ: u32 = 93; export const U_NOP: u32 = 94;
 // The hottest uops come in one variant per condition or ALU kind, so that running one
 // takes a single indirect branch (the dispatch) instead of two.
 // (Named one by one: a switch case must be a plain constant to land in the br_table.)
 /** U_JCC + cc. */
-const U_JCC: u32 = 95;
-const U_JO: u32 = 95; const U_JNO: u32 = 96; const U_JB: u32 = 97; const U_JAE: u32 = 98;
-const U_JE: u32 = 99; const U_JNE: u32 = 100; const U_JBE: u32 = 101; const U_JA: u32 = 102;
-const U_JS: u32 = 103; const U_JNS: u32 = 104; const U_JP: u32 = 105; const U_JNP: u32 = 106;
-const U_JL: u32 = 107; const U_JGE: u32 = 108; const U_JLE: u32 = 109; const U_JG: u32 = 110;
+export const U_JCC: u32 = 95;
+export const U_JO: u32 = 95; export const U_JNO: u32 = 96; export const U_JB: u32 = 97; export const U_JAE: u32 = 98;
+export const U_JE: u32 = 99; export const U_JNE: u32 = 100; export const U_JBE: u32 = 101; export const U_JA: u32 = 102;
+export const U_JS: u32 = 103; export const U_JNS: u32 = 104; export const U_JP: u32 = 105; export const U_JNP: u32 = 106;
+export const U_JL: u32 = 107; export const U_JGE: u32 = 108; export const U_JLE: u32 = 109; export const U_JG: u32 = 110;
 /** U_ALU_*32 + kind (ADD OR ADC SBB AND SUB XOR CMP). */
-const U_ALU_RR32: u32 = 111;
-const U_ADD_RR32: u32 = 111; const U_OR_RR32: u32 = 112; const U_ADC_RR32: u32 = 113;
-const U_SBB_RR32: u32 = 114; const U_AND_RR32: u32 = 115; const U_SUB_RR32: u32 = 116;
-const U_XOR_RR32: u32 = 117; const U_CMP_RR32: u32 = 118;
-const U_ALU_RI32: u32 = 119;
-const U_ADD_RI32: u32 = 119; const U_OR_RI32: u32 = 120; const U_ADC_RI32: u32 = 121;
-const U_SBB_RI32: u32 = 122; const U_AND_RI32: u32 = 123; const U_SUB_RI32: u32 = 124;
-const U_XOR_RI32: u32 = 125; const U_CMP_RI32: u32 = 126;
-const U_ALU_RM32: u32 = 127;
-const U_ADD_RM32: u32 = 127; const U_OR_RM32: u32 = 128; const U_ADC_RM32: u32 = 129;
-const U_SBB_RM32: u32 = 130; const U_AND_RM32: u32 = 131; const U_SUB_RM32: u32 = 132;
-const U_XOR_RM32: u32 = 133; const U_CMP_RM32: u32 = 134;
+export const U_ALU_RR32: u32 = 111;
+export const U_ADD_RR32: u32 = 111; export const U_OR_RR32: u32 = 112; export const U_ADC_RR32: u32 = 113;
+export const U_SBB_RR32: u32 = 114; export const U_AND_RR32: u32 = 115; export const U_SUB_RR32: u32 = 116;
+export const U_XOR_RR32: u32 = 117; export const U_CMP_RR32: u32 = 118;
+export const U_ALU_RI32: u32 = 119;
+export const U_ADD_RI32: u32 = 119; export const U_OR_RI32: u32 = 120; export const U_ADC_RI32: u32 = 121;
+export const U_SBB_RI32: u32 = 122; export const U_AND_RI32: u32 = 123; export const U_SUB_RI32: u32 = 124;
+export const U_XOR_RI32: u32 = 125; export const U_CMP_RI32: u32 = 126;
+export const U_ALU_RM32: u32 = 127;
+export const U_ADD_RM32: u32 = 127; export const U_OR_RM32: u32 = 128; export const U_ADC_RM32: u32 = 129;
+export const U_SBB_RM32: u32 = 130; export const U_AND_RM32: u32 = 131; export const U_SUB_RM32: u32 = 132;
+export const U_XOR_RM32: u32 = 133; export const U_CMP_RM32: u32 = 134;
 /** Ends a block that does not end in a control transfer: on to the next block. */
-const U_END: u32 = 135;
+export const U_END: u32 = 135;
 // A compare, test or decrement and the conditional jump after it, fused into one record
 // (decode_block): the jump's condition comes from the operands, not from flags stored and
 // read back, and the pair takes one dispatch. The record's R_BASE holds the jump's length,
 // R_DISP its displacement. The flags are still recorded for later readers.
-const U_CMP_RR32_JB: u32 = 136; const U_CMP_RR32_JAE: u32 = 137;
-const U_CMP_RR32_JE: u32 = 138; const U_CMP_RR32_JNE: u32 = 139;
-const U_CMP_RR32_JBE: u32 = 140; const U_CMP_RR32_JA: u32 = 141;
-const U_CMP_RR32_JL: u32 = 142; const U_CMP_RR32_JGE: u32 = 143;
-const U_CMP_RR32_JLE: u32 = 144; const U_CMP_RR32_JG: u32 = 145;
-const U_CMP_RI32_JB: u32 = 146; const U_CMP_RI32_JAE: u32 = 147;
-const U_CMP_RI32_JE: u32 = 148; const U_CMP_RI32_JNE: u32 = 149;
-const U_CMP_RI32_JBE: u32 = 150; const U_CMP_RI32_JA: u32 = 151;
-const U_CMP_RI32_JL: u32 = 152; const U_CMP_RI32_JGE: u32 = 153;
-const U_CMP_RI32_JLE: u32 = 154; const U_CMP_RI32_JG: u32 = 155;
-const U_TEST_RR32_JE: u32 = 156; const U_TEST_RR32_JNE: u32 = 157;
-const U_TEST_RI32_JE: u32 = 158; const U_TEST_RI32_JNE: u32 = 159;
-const U_DEC_R32_JNE: u32 = 160;
+export const U_CMP_RR32_JB: u32 = 136; export const U_CMP_RR32_JAE: u32 = 137;
+export const U_CMP_RR32_JE: u32 = 138; export const U_CMP_RR32_JNE: u32 = 139;
+export const U_CMP_RR32_JBE: u32 = 140; export const U_CMP_RR32_JA: u32 = 141;
+export const U_CMP_RR32_JL: u32 = 142; export const U_CMP_RR32_JGE: u32 = 143;
+export const U_CMP_RR32_JLE: u32 = 144; export const U_CMP_RR32_JG: u32 = 145;
+export const U_CMP_RI32_JB: u32 = 146; export const U_CMP_RI32_JAE: u32 = 147;
+export const U_CMP_RI32_JE: u32 = 148; export const U_CMP_RI32_JNE: u32 = 149;
+export const U_CMP_RI32_JBE: u32 = 150; export const U_CMP_RI32_JA: u32 = 151;
+export const U_CMP_RI32_JL: u32 = 152; export const U_CMP_RI32_JGE: u32 = 153;
+export const U_CMP_RI32_JLE: u32 = 154; export const U_CMP_RI32_JG: u32 = 155;
+export const U_TEST_RR32_JE: u32 = 156; export const U_TEST_RR32_JNE: u32 = 157;
+export const U_TEST_RI32_JE: u32 = 158; export const U_TEST_RI32_JNE: u32 = 159;
+export const U_DEC_R32_JNE: u32 = 160;
 /** MOVS CMPS STOS LODS SCAS without REP: string_op() with sub = kind and R_DST = size. */
-const U_STRING: u32 = 161;
+export const U_STRING: u32 = 161;
 // IN and OUT, the port in R_IMM or DX, sub = size. A device may raise an interrupt line or
 // ask the host loop to stop, so they end the block and the run goes on only as run() would.
-const U_IN_I: u32 = 162; const U_IN_D: u32 = 163; const U_OUT_I: u32 = 164; const U_OUT_D: u32 = 165;
+export const U_IN_I: u32 = 162; export const U_IN_D: u32 = 163; export const U_OUT_I: u32 = 164; export const U_OUT_D: u32 = 165;
 
 // ---------------------------------------------------------------------------------------
 // The decode table: one entry per opcode, 0x000-0x0FF and 0F xx at 0x100-0x1FF. It says
@@ -585,22 +586,34 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
 // byte length. Records are bump-allocated in BLOCK_ARENA; when it fills, all decoded code
 // is forgotten at once.
 
-const H_PHYS: u32 = 0;
-const H_GEN: u32 = 4;
-const H_RECORDS: u32 = 8;
+// A block's records follow a header record: B_RUNS counts its runs in the interpreter
+// until it is queued for compiling, B_FUNC is its compiled function's index in the
+// function table (0: none). The host's compiler reads the records from the header on.
+export const B_RUNS: u32 = 0;
+export const B_FUNC: u32 = 4;
+/** The block's physical address. */
+export const B_PHYS: u32 = 8;
+
+export const H_PHYS: u32 = 0;
+export const H_GEN: u32 = 4;
+export const H_RECORDS: u32 = 8;
 /** Instructions in bits 0-7, bytes covered (U_INTERP excluded) in bits 8-23. */
-const H_SHAPE: u32 = 12;
+export const H_SHAPE: u32 = 12;
 
 let arena_next: u32 = BLOCK_ARENA;
+const HASH_BITS: u32 = 31 - clz<u32>(BLOCK_HASH_ENTRIES);
 
 @inline function hash_entry(phys: u32): u32 {
-  return BLOCK_HASH + (((phys * 0x9e3779b1) >>> 16) & (BLOCK_HASH_ENTRIES - 1)) * 16;
+  // Fibonacci hashing: the product's top bits, as many as the table has index bits.
+  return BLOCK_HASH + ((phys * 0x9e3779b1) >>> (32 - HASH_BITS)) * 16;
 }
 
 /** Forget all decoded code (reset, restore, running out of arena or generations). */
 export function code_cache_flush(): void {
   memory.fill(BLOCK_HASH, 0, BLOCK_HASH_ENTRIES * 16);
   arena_next = BLOCK_ARENA;
+  store<u32>(JIT_QUEUE_COUNT, 0);
+  store<u32>(JIT_FLUSHES, load<u32>(JIT_FLUSHES) + 1);
   code_pages_clear();
 }
 
@@ -623,13 +636,17 @@ function fuse_jcc(rec: u32, cc: u32): u32 {
 /** Decode the block at `eip` (physical `phys`, `avail` bytes left in the window) into entry `h`. */
 function decode_block(h: u32, phys: u32, eip: u32, avail: u32): void {
   const host = fw_host() + eip;
-  if (arena_next + (BLOCK_MAX + 1) * RECORD_SIZE > BLOCK_ARENA_END) code_cache_flush();
+  if (arena_next + (BLOCK_MAX + 2) * RECORD_SIZE > BLOCK_ARENA_END) code_cache_flush();
   let gen = code_page_gen(phys >>> 12);
   if (gen == 0) {
     gen = code_page_register(phys >>> 12);
     if (gen == 0) { code_cache_flush(); gen = code_page_register(phys >>> 12); }
   }
-  const first = arena_next;
+  // The block's header record, before its first: runs so far and its compiled function.
+  store<u32>(arena_next, 0, B_RUNS);
+  store<u32>(arena_next, 0, B_FUNC);
+  store<u32>(arena_next, phys, B_PHYS);
+  const first = arena_next + RECORD_SIZE;
   let rec = first;
   let n: u32 = 0;
   let off: u32 = 0;
@@ -884,6 +901,7 @@ export function run_cached(budget: u64): u32 {
   clear_block_stop();
   seg_fast_refresh();
   set_in_block(true);
+  store<u64>(JIT_LIMIT, limit);
   while (go) {
     if (eip != blockEip) {
       let rel = eip - fw_lo();
@@ -906,10 +924,30 @@ export function run_cached(budget: u64): u32 {
       n = shape & 0xff;
     }
     if (load<u64>(CPU_STATE + INSTR_COUNT) + <u64>n > limit) break;
+    const hdr = first - RECORD_SIZE;
+    let rec = hdr;
+    const fn = load<u32>(hdr, B_FUNC);
+    if (fn != 0) {
+      // Compiled: it runs the block as the records below would and returns the next EIP,
+      // or the EIP of a record it leaves to them (JIT_RESUME).
+      store<u32>(JIT_RESUME, 0);
+      const before = load<u64>(CPU_STATE + INSTR_COUNT);
+      eip = call_indirect<u32>(fn, eip);
+      store<u64>(JIT_RETIRED, load<u64>(JIT_RETIRED) + load<u64>(CPU_STATE + INSTR_COUNT) - before);
+      const resume = load<u32>(JIT_RESUME);
+      if (resume == 0) {
+        if (block_stop()) break;
+        continue;
+      }
+      rec = resume - RECORD_SIZE;
+    } else {
+      const runs = load<u32>(hdr, B_RUNS) + 1;
+      store<u32>(hdr, runs, B_RUNS);
+      if (runs == load<u32>(JIT_THRESHOLD)) jit_enqueue(hdr);
+    }
     // Each case ends the one way its uop allows: go on with the next record, go on unless
     // block_stop was set (uops that touch memory, which can write code or reach MMIO), or
     // leave the block (control transfers, U_END, U_INTERP).
-    let rec = first - RECORD_SIZE;
     while (true) {
       rec += RECORD_SIZE;
       const at = eip;
@@ -1177,6 +1215,17 @@ export function run_cached(budget: u64): u32 {
 }
 
 /**
+ * Queue a hot block for the host to compile (it reads JIT_QUEUE after run() returns, at
+ * most a slice later). With the queue full the block starts counting again.
+ */
+function jit_enqueue(hdr: u32): void {
+  const n = load<u32>(JIT_QUEUE_COUNT);
+  if (n >= JIT_QUEUE_MAX) { store<u32>(hdr, 0, B_RUNS); return; }
+  store<u32>(JIT_QUEUE + (n << 2), hdr);
+  store<u32>(JIT_QUEUE_COUNT, n + 1);
+}
+
+/**
  * The instruction that started at `at` can fault from here: deliver_fault() restarts it
  * at EIP_START. Uops that cannot fault skip the store.
  */
@@ -1214,3 +1263,39 @@ const JA: u32 = 7; const JL: u32 = 12; const JGE: u32 = 13; const JLE: u32 = 14;
 @inline function retire2(): void {
   store<u64>(CPU_STATE + INSTR_COUNT, load<u64>(CPU_STATE + INSTR_COUNT) + 2);
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for compiled blocks (src/jit): what their code calls out of line, each the same
+// code the records above run, so a compiled block behaves as its records would.
+
+/** seg_check_fast()'s slow side: `seg` the segment register, `need` ATTR_* bits. */
+export function jit_seg(seg: i32, off: u32, len: u32, need: u32): u32 {
+  return seg_check_fast(<u32>seg << 4, off, len, need == ATTR_READ_OK ? SF_READ : need == ATTR_WRITE_OK ? SF_WRITE : SF_RMW, need);
+}
+export function jit_read8(lin: u32): u32 { return read8(lin); }
+export function jit_read16(lin: u32): u32 { return read16(lin); }
+export function jit_read32(lin: u32): u32 { return read32(lin); }
+export function jit_write8(lin: u32, v: u32): void { write8(lin, v); }
+export function jit_write16(lin: u32, v: u32): void { write16(lin, v); }
+export function jit_write32(lin: u32, v: u32): void { write32(lin, v); }
+/** A read-modify-write operand whose TLB entry did not allow the write in line. */
+export function jit_check_write(lin: u32, len: u32): void { check_write_lin_fast(lin, len); }
+export function jit_test_cc(cc: u32): u32 { return test_cc_inline(cc) ? 1 : 0; }
+export function jit_alu(op: u32, a: u32, b: u32, sh: u32): u32 { return alu_inline(op, a, b, sh); }
+export function jit_inc(a: u32, sh: u32): u32 { return inc(a, sh); }
+/** Before an in-line INC or DEC: CF, if still lazy, into EFLAGS (as set_lazy_keep_cf()). */
+export function jit_keep_cf(): void {
+  const cf = get_cf();
+  const fl = load<u32>(CPU_STATE + REG_EFLAGS);
+  store<u32>(CPU_STATE + REG_EFLAGS, (fl & ~FLAG_CF) | (cf ? FLAG_CF : 0));
+}
+export function jit_dec(a: u32, sh: u32): u32 { return dec(a, sh); }
+/** Shift or rotate `op` of `a` by `count` (1-31). */
+export function jit_shift(op: u32, a: u32, count: u32, sh: u32): u32 { return shift_fast(op, a, count, sh); }
+export function jit_imul(a: u32, b: u32): u32 { return imul_trunc(a, b, 31); }
+export function jit_grp3(rec: u32, isMem: u32): void { grp3_32(rec, isMem != 0); }
+export function jit_push32(v: u32): void { spush32(v); }
+export function jit_pop32(): u32 { return spop32(); }
+export function jit_leave(): void { leave32(); }
+/** RET imm16's release of the stack, after its pop. */
+export function jit_sp_add(n: u32): void { set_sp(sp_add(sp(), n)); }

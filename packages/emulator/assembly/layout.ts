@@ -121,8 +121,25 @@ export const CORE_VARS: u32 = 0x11000;
 export const SEG_FAST_STALE: u32 = 0x11040;
 /** Nonzero: run() executes everything in step(), without decoded blocks (cpu.ts). */
 export const CODE_CACHE_OFF: u32 = 0x11044;
+// The block compiler (codecache.ts, src/jit): blocks run this many times are queued at
+// JIT_QUEUE for the host to compile to WASM; a compiled block that stops before its end
+// says at JIT_RESUME which record the interpreter goes on from.
+/** Runs of a decoded block before it is queued for compiling; 0 = never (no JIT). */
+export const JIT_THRESHOLD: u32 = 0x11048;
+/** Entries in JIT_QUEUE (block header addresses). */
+export const JIT_QUEUE_COUNT: u32 = 0x1104c;
+/** 0 after a compiled block ran to its end, else the address of the record the interpreter resumes at. */
+export const JIT_RESUME: u32 = 0x11050;
+/** Bumped each time all decoded code is forgotten: the host's compiled blocks go with it. */
+export const JIT_FLUSHES: u32 = 0x11054;
+/** The instruction count (u64) the current run_cached() stops before: compiled code chains blocks up to it. */
+export const JIT_LIMIT: u32 = 0x11058;
+/** Instructions retired in compiled code (u64), for the host's statistics. */
+export const JIT_RETIRED: u32 = 0x11060;
 /** Per segment register (16 bytes each): its base and fast-check bounds (memory.ts). */
 export const SEG_FAST: u32 = 0x11080;
+export const JIT_QUEUE: u32 = 0x12000;
+export const JIT_QUEUE_MAX: u32 = 0x1000;
 export const TLB: u32 = 0x100000;
 export const TLB_ENTRIES: u32 = 0x100000;
 export const DIRTY_MAP: u32 = 0x500000;
@@ -132,7 +149,7 @@ export const TLB_VALID_MAX: u32 = 0x10000;
 /** Sized for the largest RAM the host allows (3 GiB: 0xC0000 pages). */
 export const CODE_PAGE: u32 = 0xa40000;
 export const BLOCK_HASH: u32 = 0xd40000;
-export const BLOCK_HASH_ENTRIES: u32 = 0x10000;
-export const BLOCK_ARENA: u32 = 0xe40000;
-export const BLOCK_ARENA_END: u32 = 0x1000000;
-export const RAM: u32 = 0x1000000;
+export const BLOCK_HASH_ENTRIES: u32 = 0x40000;
+export const BLOCK_ARENA: u32 = 0x1140000;
+export const BLOCK_ARENA_END: u32 = 0x2000000;
+export const RAM: u32 = 0x2000000;

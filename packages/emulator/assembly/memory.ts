@@ -25,12 +25,12 @@ import {
 // The core's hot variables live in linear memory (CORE_VARS) rather than in WASM globals:
 // V8 reaches a global through the instance object, a load more than linear memory takes.
 // They are caches and bookkeeping, not CPU state, so they sit outside CPU_STATE.
-const V_TLB_READ_MASK: u32 = CORE_VARS + 0x00;
-const V_TLB_WRITE_MASK: u32 = CORE_VARS + 0x04;
-const V_BLOCK_STOP: u32 = CORE_VARS + 0x08;
+export const V_TLB_READ_MASK: u32 = CORE_VARS + 0x00;
+export const V_TLB_WRITE_MASK: u32 = CORE_VARS + 0x04;
+export const V_BLOCK_STOP: u32 = CORE_VARS + 0x08;
 const V_IN_BLOCK: u32 = CORE_VARS + 0x0c;
-const V_FW_LO: u32 = CORE_VARS + 0x10;
-const V_FW_LEN: u32 = CORE_VARS + 0x14;
+export const V_FW_LO: u32 = CORE_VARS + 0x10;
+export const V_FW_LEN: u32 = CORE_VARS + 0x14;
 const V_FW_HOST: u32 = CORE_VARS + 0x18;
 const V_FW_CUR: u32 = CORE_VARS + 0x1c;
 const V_INSN_START: u32 = CORE_VARS + 0x20;

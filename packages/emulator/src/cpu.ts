@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CpuStateView } from './cpu-state.ts';
+import { Jit, JIT_THRESHOLD_DEFAULT } from './jit/jit.ts';
 
 export const CORE_WASM_PATH = fileURLToPath(new URL('../build/core.wasm', import.meta.url));
 
@@ -82,6 +83,24 @@ export interface CpuOptions {
   /** Guest RAM in bytes: a multiple of 4 KiB, at least 1 MiB, at most 3 GiB. */
   ramBytes: number;
   bus: CpuBus;
+  /**
+   * The block compiler (src/jit): the runs of a decoded block before it is compiled to
+   * WASM, or 0 for none. Default: FTX86_JIT from the environment (a threshold, or "on" for
+   * JIT_THRESHOLD_DEFAULT), else off: on the Debian workload it does not pay yet (DESIGN.md).
+   */
+  jitThreshold?: number;
+}
+
+/** The block compiler's threshold from FTX86_JIT, or the default. */
+export function defaultJitThreshold(): number {
+  const env = process.env.FTX86_JIT;
+  if (env === undefined || env === '' || env === 'off') return 0;
+  if (env === 'on') return JIT_THRESHOLD_DEFAULT;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new RangeError(`FTX86_JIT must be "on", "off" or a threshold (a whole number of runs, 0 = off), got "${env}"`);
+  }
+  return n;
 }
 
 export class Cpu {
@@ -97,6 +116,8 @@ export class Cpu {
   /** INSTR_COUNT and RUN_TARGET as views made once (the memory never grows, so they stay valid). */
   private readonly counter: BigUint64Array;
   private readonly target: BigUint64Array;
+  /** The block compiler, when on. */
+  readonly jit: Jit | undefined;
 
   constructor(opts: CpuOptions) {
     const { ramBytes, bus } = opts;
@@ -104,9 +125,8 @@ export class Cpu {
       throw new RangeError(`RAM size must be a multiple of 4 KiB between 1 MiB and 3 GiB, got ${ramBytes}`);
     }
     const mod = coreModule();
-    // The RAM offset is a core constant; read it from a throwaway-free probe of the exports
-    // after instantiation. Size the memory generously first: RAM starts at 16 MiB.
-    const ramBase = 16 * MIB;
+    // Guest RAM starts at the core's RAM offset (layout.ts), checked after instantiation.
+    const ramBase = 32 * MIB;
     const pages = Math.ceil((ramBase + ramBytes) / WASM_PAGE);
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
     const imports = {
@@ -134,6 +154,8 @@ export class Cpu {
     this.counter = new BigUint64Array(this.memory.buffer, g('CPU_STATE') + g('INSTR_COUNT'), 1);
     this.target = new BigUint64Array(this.memory.buffer, g('CPU_STATE') + g('RUN_TARGET'), 1);
     this.exports.reset(ramBytes);
+    const threshold = opts.jitThreshold ?? defaultJitThreshold();
+    this.jit = threshold > 0 ? new Jit(instance.exports as Record<string, unknown>, this.memory, { threshold }) : undefined;
   }
 
   /** Called after every reset (the core clears CPU_STATE, host-owned flags included). */
@@ -164,7 +186,9 @@ export class Cpu {
           this.faultPending = false;
           this.exports.deliver_fault();
         }
-        return this.exports.run() as StopReason;
+        const stop = this.exports.run() as StopReason;
+        if (this.jit?.pending) this.jit.compileQueued();
+        return stop;
       } catch (e) {
         if (e !== CORE_FAULT) throw e;
         this.faultPending = true;

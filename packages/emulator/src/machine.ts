@@ -34,6 +34,8 @@ export interface MachineOptions {
   rtcBaseMs?: number;
   /** A guest-requested reset or triple fault stops the machine instead of rebooting. */
   noReboot?: boolean;
+  /** The block compiler's threshold (CpuOptions.jitThreshold); 0 = off. */
+  jitThreshold?: number;
 }
 
 /**
@@ -84,6 +86,7 @@ export class Machine {
     this.noReboot = opts.noReboot ?? false;
     this.cpu = new Cpu({
       ramBytes: opts.memoryBytes,
+      jitThreshold: opts.jitThreshold,
       bus: {
         ioRead: (port, size) => this.ports.read(port, size as AccessSize),
         ioWrite: (port, size, value) => {

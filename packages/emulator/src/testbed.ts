@@ -66,10 +66,14 @@ export interface TestGuestOptions {
   cmdline?: string;
   /** For flat images: the load address (entry = load address). */
   flatAddress?: number;
+  /** The block compiler's threshold (MachineOptions.jitThreshold). */
+  jitThreshold?: number;
 }
 
 export function runTestGuest(image: Uint8Array, opts: TestGuestOptions = {}): TestGuestResult {
-  const m = new Machine({ memoryBytes: opts.memoryBytes ?? 32 * 1024 * 1024, clock: 'virtual', rtcBaseMs: 0, noReboot: true });
+  const m = new Machine({
+    memoryBytes: opts.memoryBytes ?? 32 * 1024 * 1024, clock: 'virtual', rtcBaseMs: 0, noReboot: true, jitThreshold: opts.jitThreshold,
+  });
   const bytes: number[] = [];
   m.ports.register(DEBUG_CONSOLE_PORT, 1, new DebugConsole((b) => bytes.push(b)), 'debugcon');
   m.ports.register(DEBUG_EXIT_PORT, 4, new DebugExit((status) => m.requestStop({ kind: 'exit', status })), 'debug-exit');

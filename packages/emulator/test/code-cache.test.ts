@@ -3,6 +3,9 @@
 // CPU, through any linear alias, or by DMA, into the very block that is running - is seen
 // by the next instruction. Random instruction streams are run with the cache on and off and
 // must end in the same state; small guests patch their own code in each of those ways.
+// The block compiler (src/jit) must be as invisible: every check also runs with it compiling
+// each block after its first run (threshold 1) and the runs cut into short slices, so that
+// compiled code runs from the second pass on.
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,13 +16,19 @@ import { loadFlat } from '../src/loaders/multiboot.ts';
 
 const LOAD = 0x100000;
 const DATA = 0x180000;
+/** The random programs' pass counter (a dword no random instruction reaches). */
+const LOOPS = 0x190000;
 const STACK_TOP = 0x1a0000;
 const MMIO = 0xfee00000;
 const RAM_BYTES = 4 * 1024 * 1024;
 
 type Hooks = Partial<Pick<CpuBus, 'ioWrite' | 'mmioWrite'>>;
 
-function makeCpu(hooks: Hooks = {}): Cpu {
+/** How a program runs: step() only, decoded blocks, or decoded blocks compiled to WASM. */
+type Mode = 'interp' | 'cache' | 'jit';
+const MODES: Mode[] = ['cache', 'interp', 'jit'];
+
+function makeCpu(hooks: Hooks = {}, mode: Mode = 'cache'): Cpu {
   const bus: CpuBus = {
     ioRead: () => 0xff,
     ioWrite: (port, size, value) => hooks.ioWrite?.(port, size, value),
@@ -27,7 +36,19 @@ function makeCpu(hooks: Hooks = {}): Cpu {
     mmioWrite: (addr, size, value) => hooks.mmioWrite?.(addr, size, value),
     interruptAcknowledge: () => -1,
   };
-  return new Cpu({ ramBytes: RAM_BYTES, bus });
+  const cpu = new Cpu({ ramBytes: RAM_BYTES, bus, jitThreshold: mode === 'jit' ? 1 : 0 });
+  cpu.exports.code_cache_enable(mode === 'interp' ? 0 : 1);
+  return cpu;
+}
+
+/** Run to HLT (at most `max` instructions); with the compiler, in slices it compiles between. */
+function runToHalt(cpu: Cpu, max: number): StopReason {
+  if (!cpu.jit) return cpu.run(max);
+  const start = cpu.instructionCount;
+  for (;;) {
+    const stop = cpu.run(97);
+    if (stop !== StopReason.Count || cpu.instructionCount - start >= BigInt(max)) return stop;
+  }
 }
 
 const GPRS = ['eax', 'ecx', 'edx', 'ebx', 'esp', 'ebp', 'esi', 'edi'] as const;
@@ -46,12 +67,12 @@ function snapshot(cpu: Cpu): Record<string, unknown> {
   };
 }
 
-function runProgram(cpu: Cpu, code: Uint8Array, cache: boolean): Record<string, unknown> {
+function runProgram(cpu: Cpu, code: Uint8Array): Record<string, unknown> {
   cpu.reset();
-  cpu.exports.code_cache_enable(cache ? 1 : 0);
   loadFlat(cpu, code, LOAD);
   cpu.writePhysical(DATA, new Uint8Array(256).map((_, i) => (i * 37 + 11) & 0xff));
-  const stop = cpu.run(1_000_000);
+  cpu.writePhysical(LOOPS, new Uint8Array([3, 0, 0, 0]));
+  const stop = runToHalt(cpu, 1_000_000);
   expect(stop).toBe(StopReason.Halt);
   return snapshot(cpu);
 }
@@ -252,23 +273,35 @@ function randomProgram(seed: number, count: number): Uint8Array {
   g.emit([0xbe, DATA & 0xff, (DATA >>> 8) & 0xff, (DATA >>> 16) & 0xff, DATA >>> 24]); // mov esi, DATA
   g.emit([0xbc, STACK_TOP & 0xff, (STACK_TOP >>> 8) & 0xff, (STACK_TOP >>> 16) & 0xff, STACK_TOP >>> 24]); // mov esp
   for (const r of DEST32) g.emit([0xb8 + r, ...g.imm32()]);
+  // The body runs three times (DEC of the counter at LOOPS, JNZ back), so that blocks run
+  // again once compiled.
+  const top = g.length;
   for (let i = 0; i < count; i++) g.emit(g.insn());
+  g.emit([0xff, 0x0d, LOOPS & 0xff, (LOOPS >>> 8) & 0xff, (LOOPS >>> 16) & 0xff, LOOPS >>> 24]); // dec dword [LOOPS]
+  const rel = top - (g.length + 6);
+  g.emit([0x0f, 0x85, rel & 0xff, (rel >>> 8) & 0xff, (rel >>> 16) & 0xff, (rel >>> 24) & 0xff]); // jnz top
   g.emit([0xf4]); // hlt
   return new Uint8Array(g.bytes);
 }
 
 describe('decoded blocks', () => {
-  it('end random instruction streams in the state the interpreter reaches', () => {
-    const cached = makeCpu();
-    const plain = makeCpu();
+  it('end random instruction streams in the state the interpreter reaches, compiled or not', () => {
+    const cached = makeCpu({}, 'cache');
+    const plain = makeCpu({}, 'interp');
+    const compiled = makeCpu({}, 'jit');
     for (let seed = 1; seed <= 300; seed++) {
       const code = randomProgram(seed, 120);
-      const a = runProgram(cached, code, true);
-      const b = runProgram(plain, code, false);
-      if (JSON.stringify(a) !== JSON.stringify(b)) {
-        expect({ seed, ...a }).toEqual({ seed, ...b });
+      const b = runProgram(plain, code);
+      for (const [mode, cpu] of [['cache', cached], ['jit', compiled]] as const) {
+        const a = runProgram(cpu, code);
+        if (JSON.stringify(a) !== JSON.stringify(b)) {
+          expect({ seed, mode, ...a }).toEqual({ seed, mode, ...b });
+        }
       }
     }
+    // The compiler did run most of it.
+    expect(compiled.jit!.stats.blocks).toBeGreaterThan(300);
+    expect(Number(compiled.jit!.retired)).toBeGreaterThan(0.5 * 300 * 120);
   });
 });
 
@@ -293,18 +326,16 @@ function assemble(source: string): Uint8Array {
   }
 }
 
-/** Runs `source` with the cache on and off; both must halt with EBX = `ebx`. */
+/** Runs `source` in every mode; each must halt with EBX = `ebx`. */
 function expectBoth(source: string, ebx: number, hooks: (cpu: Cpu) => Hooks = () => ({})): void {
   const code = assemble(source);
-  for (const cache of [true, false]) {
-    let cpu: Cpu | undefined;
+  for (const mode of MODES) {
     const h: Hooks = {};
-    cpu = makeCpu({ ioWrite: (p, s, v) => h.ioWrite?.(p, s, v), mmioWrite: (a, s, v) => h.mmioWrite?.(a, s, v) });
+    const cpu = makeCpu({ ioWrite: (p, s, v) => h.ioWrite?.(p, s, v), mmioWrite: (a, s, v) => h.mmioWrite?.(a, s, v) }, mode);
     Object.assign(h, hooks(cpu));
-    cpu.exports.code_cache_enable(cache ? 1 : 0);
     loadFlat(cpu, code, LOAD);
-    expect(cpu.run(1_000_000), `cache ${cache ? 'on' : 'off'}`).toBe(StopReason.Halt);
-    expect(cpu.state.get('ebx') >>> 0, `cache ${cache ? 'on' : 'off'}`).toBe(ebx);
+    expect(runToHalt(cpu, 1_000_000), mode).toBe(StopReason.Halt);
+    expect(cpu.state.get('ebx') >>> 0, mode).toBe(ebx);
   }
 }
 
@@ -497,32 +528,30 @@ describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
 // a fault or a device sees the count, exactly where the interpreter has them.
 
 describe('the instruction count in decoded blocks', () => {
-  it('stops a run at any budget, inside blocks too', () => {
-    const cached = makeCpu();
-    const plain = makeCpu();
+  it('stops a run at any budget, inside blocks too, compiled or not', () => {
+    const cpus = MODES.map((mode) => makeCpu({}, mode));
     for (let seed = 1; seed <= 60; seed++) {
       const code = randomProgram(seed, 120);
       const r = rng(seed * 7919);
-      const states: Record<string, unknown>[][] = [];
-      for (const [cpu, cache] of [[cached, true], [plain, false]] as const) {
+      for (const cpu of cpus) {
         cpu.reset();
-        cpu.exports.code_cache_enable(cache ? 1 : 0);
         loadFlat(cpu, code, LOAD);
         cpu.writePhysical(DATA, new Uint8Array(256).map((_, i) => (i * 37 + 11) & 0xff));
-        states.push([]);
+        cpu.writePhysical(LOOPS, new Uint8Array([3, 0, 0, 0]));
       }
-      // The same budgets for both: 1-40 instructions, up to the HLT.
+      // The same budgets for all: 1-40 instructions, up to the HLT.
       for (let stop = StopReason.Count; stop !== StopReason.Halt;) {
         const budget = 1 + Math.floor(r() * 40);
-        stop = cached.run(budget);
-        expect(plain.run(budget)).toBe(stop);
-        states[0].push(snapshot(cached));
-        states[1].push(snapshot(plain));
-        if (JSON.stringify(states[0].at(-1)) !== JSON.stringify(states[1].at(-1))) {
-          expect({ seed, ...states[0].at(-1) }).toEqual({ seed, ...states[1].at(-1) });
+        stop = cpus[0]!.run(budget);
+        const want = snapshot(cpus[0]!);
+        for (let i = 1; i < cpus.length; i++) {
+          expect(cpus[i]!.run(budget)).toBe(stop);
+          const got = snapshot(cpus[i]!);
+          if (JSON.stringify(got) !== JSON.stringify(want)) expect({ seed, mode: MODES[i], ...got }).toEqual({ seed, mode: MODES[i], ...want });
         }
       }
     }
+    expect(Number(cpus[2]!.jit!.retired)).toBeGreaterThan(0);
   });
 });
 
@@ -604,7 +633,7 @@ describe.skipIf(!hasNasm)('faults and devices in the middle of a block', () => {
   it('see the count, EIP and ESP the interpreter gives them', () => {
     const code = assemble(source);
     const seen: { ebx: number; counts: string[] }[] = [];
-    for (const cache of [true, false]) {
+    for (const mode of MODES) {
       const counts: string[] = [];
       let cpu: Cpu | undefined;
       const bus: CpuBus = {
@@ -614,14 +643,15 @@ describe.skipIf(!hasNasm)('faults and devices in the middle of a block', () => {
         mmioWrite: () => {},
         interruptAcknowledge: () => -1,
       };
-      cpu = new Cpu({ ramBytes: RAM_BYTES, bus });
-      cpu.exports.code_cache_enable(cache ? 1 : 0);
+      cpu = new Cpu({ ramBytes: RAM_BYTES, bus, jitThreshold: mode === 'jit' ? 1 : 0 });
+      cpu.exports.code_cache_enable(mode === 'interp' ? 0 : 1);
       loadFlat(cpu, code, LOAD);
-      expect(cpu.run(1_000_000), `cache ${cache ? 'on' : 'off'}`).toBe(StopReason.Halt);
+      expect(runToHalt(cpu, 1_000_000), mode).toBe(StopReason.Halt);
       counts.push(`end ${cpu.instructionCount}`);
       seen.push({ ebx: cpu.state.get('ebx') >>> 0, counts });
     }
     expect(seen[0].counts.length).toBe(4 * 3 + 1);
-    expect(seen[0]).toEqual(seen[1]);
+    expect(seen[1]).toEqual(seen[0]);
+    expect(seen[2]).toEqual(seen[0]);
   });
 });

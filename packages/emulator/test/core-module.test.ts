@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { decode } from '@webassemblyjs/wasm-parser';
-import { CORE_WASM_PATH, CORE_IMPORTS, Cpu } from '../src/cpu.ts';
+import { CORE_WASM_PATH, CORE_IMPORTS, Cpu, StopReason } from '../src/cpu.ts';
+import { loadFlat } from '../src/loaders/multiboot.ts';
 
 interface Node { type?: string; id?: string; args?: unknown[]; [k: string]: unknown }
 
@@ -47,6 +48,45 @@ describe('the CPU core module', () => {
     // 256 one-byte opcodes plus the 0F map: binaryen may fold a tail of #UD cases into the
     // default, but a compare chain would leave no large table at all.
     expect(largestBrTable(mod)).toBeGreaterThanOrEqual(400);
+  });
+
+  it('is what the block compiler\'s modules import: every helper, with the signature the core exports', () => {
+    // A loop the compiler takes in, run in slices so it compiles between them.
+    const cpu = new Cpu({ ramBytes: 2 * 1024 * 1024, jitThreshold: 1, bus: { ioRead: () => 0xff, ioWrite: () => {}, mmioRead: () => 0, mmioWrite: () => {}, interruptAcknowledge: () => -1 } });
+    const modules: Uint8Array[] = [];
+    cpu.jit!.onModule = (b) => modules.push(b.slice());
+    // xor edx, edx; mov ecx, 1000; l: add eax, [ebx]; inc edx; dec ecx; jnz l; hlt (flat 32-bit)
+    loadFlat(cpu, new Uint8Array([0x31, 0xd2, 0xb9, 0xe8, 0x03, 0, 0, 0xbb, 0, 0x10, 0, 0, 0x03, 0x03, 0x42, 0x49, 0x75, 0xfa, 0xf4]), 0x100000);
+    while (cpu.run(50) === StopReason.Count);
+    expect(cpu.state.get('edx')).toBe(1000);
+    expect(modules.length).toBeGreaterThan(0);
+
+    const coreFuncs = fields.filter((f) => f.type === 'Func') as Node[];
+    const coreImports = fields.filter((f) => f.type === 'ModuleImport' && (f.descr as Node).type === 'FuncImportDescr').length;
+    const exported = new Map<string, string>();
+    for (const f of fields.filter((x) => x.type === 'ModuleExport' && (x.descr as Node).exportType === 'Func')) {
+      const fn = coreFuncs[((f.descr as Node).id as unknown as { value: number }).value - coreImports];
+      exported.set(f.name as string, JSON.stringify(fn?.signature ?? null));
+    }
+    const sig = (s: Node) => JSON.stringify({ type: 'Signature', params: s.params, results: s.results });
+    for (const bytes of modules) {
+      const gen = (decode(bytes) as { body: Node[] }).body[0].fields as Node[];
+      const imports = gen.filter((f) => f.type === 'ModuleImport');
+      const mem = imports.filter((f) => (f.descr as Node).type === 'Memory');
+      expect(mem.map((f) => `${f.module}.${f.name}`)).toEqual(['e.m']);
+      for (const f of imports.filter((x) => (x.descr as Node).type === 'FuncImportDescr')) {
+        expect(f.module).toBe('c');
+        expect(exported.has(f.name as string), f.name as string).toBe(true);
+        expect(sig((f.descr as Node).signature as Node), f.name as string).toBe(exported.get(f.name as string));
+      }
+      // Each block function takes the block's EIP and returns the next.
+      for (const fn of gen.filter((f) => f.type === 'Func')) {
+        expect(JSON.stringify((fn.signature as Node).params)).toBe('[{"valtype":"i32"}]');
+        expect((fn.signature as Node).results).toEqual(['i32']);
+      }
+    }
+    // The core calls them through its exported function table.
+    expect(fields.some((f) => f.type === 'ModuleExport' && f.name === 'table')).toBe(true);
   });
 
   it('keeps its static data below the CPU state and instantiates with RAM in linear memory', () => {

@@ -34,7 +34,7 @@ interface Machine {
 }
 
 function boot(code: number[], at = 0x7c00): Machine {
-  const memory = new WebAssembly.Memory({ initial: (16 << 4) + (RAM_BYTES >> 16), maximum: (16 << 4) + (RAM_BYTES >> 16) });
+  const memory = new WebAssembly.Memory({ initial: (32 << 4) + (RAM_BYTES >> 16), maximum: (32 << 4) + (RAM_BYTES >> 16) }); // RAM at 32 MiB
   const ferr: number[] = [];
   const inst = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
     env: { memory },

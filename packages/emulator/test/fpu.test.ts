@@ -27,7 +27,7 @@ beforeAll(async () => {
     { stderr: { write: (s: string) => { stderr.push(String(s)); return true; } } as never },
   );
   if (error) throw new Error(`asc failed: ${error.message}\n${stderr.join('')}`);
-  mem = new WebAssembly.Memory({ initial: (16 + 2) * 16, maximum: (16 + 2) * 16 });
+  mem = new WebAssembly.Memory({ initial: (32 + 2) * 16, maximum: (32 + 2) * 16 }); // RAM at 32 MiB (layout.ts)
   const { instance } = await WebAssembly.instantiate(readFileSync(out), {
     env: { memory: mem, abort: () => { throw new Error('abort'); } },
     host: {

@@ -1,0 +1,949 @@
+// The block compiler: turns the core's decoded blocks (assembly/codecache.ts) into WASM
+// functions, one per block, from the same records the interpreter runs. It reads the
+// records' layout, the uop numbers and every memory offset from the core's exports, so the
+// two cannot drift apart.
+//
+// A compiled block is `(eip) -> eip`: given the linear address its block starts at, it runs
+// the block's instructions as run_cached() would and returns the next EIP. What that means,
+// record by record:
+// - Registers, lazy flags and the counter live in CPU_STATE as for the interpreter; nothing
+//   is held back in locals across an instruction that can fault or call out.
+// - Before an instruction that can fault it stores EIP_START and the instructions retired so
+//   far, so a fault (thrown through the host from a helper) is delivered exactly as from the
+//   interpreter; ESP changes only after an instruction's last possible fault, as there.
+// - Memory operands take the segment bound in SEG_FAST and the TLB in line; anything else
+//   (a bound or TLB miss, MMIO, a page crossing, a code page) calls the core's helpers.
+// - After an instruction that touched memory it checks block_stop, as the interpreter does.
+// - A uop it does not compile ends the function with JIT_RESUME naming the record, and the
+//   interpreter goes on from there; blocks that begin with one are not compiled at all.
+// - Conditions read flags the block itself just set from the operands in locals, as the
+//   fused records do; otherwise the lazy-flag helper answers.
+
+import { encodeModule, I32, I64, Op as OpExport, VOID, sleb, uleb, type FuncBody, type FuncType, type ImportedFunc } from './wasm-writer.ts';
+
+type Exports = Record<string, unknown>;
+
+/** The opcodes as a plain local object: a module binding can cost a getter call per use. */
+const Op = { ...OpExport };
+
+/** The core's helper functions a compiled block may call, in import order. */
+const HELPERS: [string, FuncType][] = [
+  ['jit_seg', { params: [I32, I32, I32, I32], results: [I32] }],
+  ['jit_read8', { params: [I32], results: [I32] }],
+  ['jit_read16', { params: [I32], results: [I32] }],
+  ['jit_read32', { params: [I32], results: [I32] }],
+  ['jit_write8', { params: [I32, I32], results: [] }],
+  ['jit_write16', { params: [I32, I32], results: [] }],
+  ['jit_write32', { params: [I32, I32], results: [] }],
+  ['jit_check_write', { params: [I32, I32], results: [] }],
+  ['jit_test_cc', { params: [I32], results: [I32] }],
+  ['jit_alu', { params: [I32, I32, I32, I32], results: [I32] }],
+  ['jit_inc', { params: [I32, I32], results: [I32] }],
+  ['jit_keep_cf', { params: [], results: [] }],
+  ['jit_dec', { params: [I32, I32], results: [I32] }],
+  ['jit_shift', { params: [I32, I32, I32, I32], results: [I32] }],
+  ['jit_imul', { params: [I32, I32], results: [I32] }],
+  ['jit_grp3', { params: [I32, I32], results: [] }],
+  ['jit_push32', { params: [I32], results: [] }],
+  ['jit_pop32', { params: [], results: [I32] }],
+  ['jit_leave', { params: [], results: [] }],
+  ['jit_sp_add', { params: [I32], results: [] }],
+];
+const H = Object.fromEntries(HELPERS.map(([n], i) => [n, i])) as Record<string, number>;
+const READ_HELPER: Record<number, number> = { 7: H.jit_read8!, 15: H.jit_read16!, 31: H.jit_read32! };
+const WRITE_HELPER: Record<number, number> = { 7: H.jit_write8!, 15: H.jit_write16!, 31: H.jit_write32! };
+
+export const BLOCK_TYPE: FuncType = { params: [I32], results: [I32] };
+
+// Locals: 0 the root block's EIP (parameter); 1 the counter at the start of the block
+// running, 2 the run's instruction limit (i64); 3 the next block's index; i32 scratch.
+const EIP0 = 0, C = 1, LIMIT = 2, NEXT = 3;
+const A = 4, B = 5, T = 6, LIN = 7, E = 8, ADDR = 9, FAST = 10, V = 11;
+/** The operands and result of the last flag-setting operation the block did in line. */
+const FA = 12, FB = 13, FR = 14;
+const LOCALS: [number, number][] = [[2, I64], [12, I32]];
+/** Most blocks one function holds. */
+const REGION_MAX = 24;
+
+const ALU_KINDS = ['ADD', 'OR', 'ADC', 'SBB', 'AND', 'SUB', 'XOR', 'CMP'];
+const CC_NAMES = ['O', 'NO', 'B', 'AE', 'E', 'NE', 'BE', 'A', 'S', 'NS', 'P', 'NP', 'L', 'GE', 'LE', 'G'];
+const SIZE_SH: Record<string, number> = { '32': 31, '16': 15, '8': 7 };
+function SIZE_SH_OF(s: string): number { return SIZE_SH[s]!; }
+
+/** Uop name patterns, in the order record() tests them (classified once per uop). */
+const RULES: RegExp[] = [
+  /^U_MOV_RR(32|16|8)$/,
+  /^U_MOV_RI(32|16|8)$/,
+  /^U_LOAD(32|16|8)$/,
+  /^U_STORE(_I)?(32|16|8)$/,
+  /^U_MOV(ZX|SX)(8|16)_(R|M)$/,
+  /^U_(ADD|OR|ADC|SBB|AND|SUB|XOR|CMP)_(RR|RI|RM)32$/,
+  /^U_ALU_(RR|RI|RM)(16|8)$/,
+  /^U_ALU_(MR|MI)(32|16|8)$/,
+  /^U_TEST_(RR|RI|MR|MI)(32|16|8)$/,
+  /^U_INCDEC_(R|M)(32|16|8)$/,
+  /^U_GRP3_(R|M)32$/,
+  /^U_SHIFT_(R|M)(I|C)(32|16|8)$/,
+  /^U_J(O|NO|B|AE|E|NE|BE|A|S|NS|P|NP|L|GE|LE|G)$/,
+  /^U_(CMP|TEST)_(RR|RI)32_J(B|AE|E|NE|BE|A|L|GE|LE|G)$/,
+  /^U_IMUL_(RR|RM|RRI|RMI)$/,
+];
+
+/** What the block knows of the flags: set in line by an operation whose operands are in FA FB FR. */
+interface Flags { kind: 'sub' | 'add' | 'logic'; cfValid: boolean }
+
+/** Offsets and numbers the compiler takes from the core. */
+export class CoreLayout {
+  readonly c: Record<string, number> = {};
+  /** Uop number -> name ("U_LOAD32"). */
+  readonly uopName: string[] = [];
+  /** Uop number -> its name and the first of RULES it matches. */
+  readonly classes: ({ name: string; rule: number; m: RegExpMatchArray | null } | undefined)[] = [];
+  /** Record field offsets. */
+  readonly rf: Record<'UOP' | 'LEN' | 'DST' | 'SRC' | 'BASE' | 'IXS' | 'SEG' | 'SUB' | 'DISP' | 'IMM', number>;
+
+  constructor(exports: Exports) {
+    for (const [k, v] of Object.entries(exports)) {
+      if (v instanceof WebAssembly.Global) {
+        const n = v.value as number;
+        this.c[k] = n;
+        if (k.startsWith('U_') && this.uopName[n] === undefined) this.uopName[n] = k;
+      }
+    }
+    // Aliases share a number (U_JCC is U_JO): keep the specific names.
+    for (const [k, v] of Object.entries(this.c)) if (k.startsWith('U_') && !['U_JCC', 'U_ALU_RR32', 'U_ALU_RI32', 'U_ALU_RM32'].includes(k)) this.uopName[v] = k;
+    for (const need of ['CPU_STATE', 'TLB', 'RAM', 'SEG_FAST', 'RECORD_SIZE', 'JIT_RESUME', 'JIT_LIMIT', 'V_BLOCK_STOP', 'U_END', 'U_INTERP']) {
+      if (this.c[need] === undefined) throw new Error(`core does not export ${need}: rebuild it`);
+    }
+    this.uopName.forEach((name, n) => {
+      const rule = RULES.findIndex((re) => re.test(name));
+      this.classes[n] = { name, rule, m: rule >= 0 ? name.match(RULES[rule]!) : null };
+    });
+    this.rf = {
+      UOP: this.get('R_UOP'), LEN: this.get('R_LEN'), DST: this.get('R_DST'), SRC: this.get('R_SRC'),
+      BASE: this.get('R_BASE'), IXS: this.get('R_INDEX_SCALE'), SEG: this.get('R_SEG'), SUB: this.get('R_SUB'),
+      DISP: this.get('R_DISP'), IMM: this.get('R_IMM'),
+    };
+  }
+
+  get(name: string): number {
+    const v = this.c[name];
+    if (v === undefined) throw new Error(`core does not export ${name}`);
+    return v;
+  }
+}
+
+/** A block a compiled function holds: its header, physical address and shape. */
+export interface RegionBlock {
+  hdr: number;
+  phys: number;
+  /** Its start minus the root block's (same page: in EIP as in physical addresses). */
+  delta: number;
+  /** Instructions and bytes, as the block's hash entry says. */
+  count: number;
+  bytes: number;
+  root: boolean;
+}
+
+/**
+ * The blocks one function holds: the hot root block and the decoded blocks on its page that
+ * it reaches by direct jumps, calls and fall-through, found as the code is emitted. All share
+ * the root's page and code generation, so the root's check in run_cached() covers them.
+ */
+export class Region {
+  readonly blocks: RegionBlock[] = [];
+  private readonly byPhys = new Map<number, number>();
+
+  constructor(private readonly L: CoreLayout, private readonly mem: DataView, root: RegionBlock, private readonly gen: number) {
+    this.blocks.push(root);
+    this.byPhys.set(root.phys, 0);
+  }
+
+  /** The index of the block at `phys`, taking it in if it is decoded, current and on the page. */
+  blockAt(phys: number): number | undefined {
+    const have = this.byPhys.get(phys);
+    if (have !== undefined) return have;
+    const root = this.blocks[0]!;
+    if ((phys >>> 12) !== (root.phys >>> 12) || this.blocks.length >= REGION_MAX) return undefined;
+    const b = lookupBlock(this.L, this.mem, phys);
+    if (!b || b.gen !== this.gen) return undefined;
+    const i = this.blocks.length;
+    this.blocks.push({ ...b.block, delta: (phys - root.phys) | 0 });
+    this.byPhys.set(phys, i);
+    return i;
+  }
+}
+
+/** The decoded block at `phys` from the core's block hash, if it is there. */
+function lookupBlock(L: CoreLayout, mem: DataView, phys: number): { block: RegionBlock; gen: number } | undefined {
+  const entries = L.get('BLOCK_HASH_ENTRIES');
+  const h = L.get('BLOCK_HASH') + (Math.imul(phys, 0x9e3779b1) >>> (32 - Math.log2(entries))) * 16;
+  if (mem.getUint32(h + L.get('H_PHYS'), true) !== phys) return undefined;
+  const gen = mem.getUint32(h + L.get('H_GEN'), true);
+  const pageGen = mem.getUint32(L.get('CODE_PAGE') + (phys >>> 12) * 4, true);
+  if (gen === 0 || gen !== pageGen) return undefined;
+  const records = mem.getUint32(h + L.get('H_RECORDS'), true);
+  const shape = mem.getUint32(h + L.get('H_SHAPE'), true);
+  const hdr = records - L.get('RECORD_SIZE');
+  if (mem.getUint32(hdr + L.get('B_PHYS'), true) !== phys) return undefined;
+  return { block: { hdr, phys, delta: 0, count: shape & 0xff, bytes: shape >>> 8, root: false }, gen };
+}
+
+/**
+ * The code of the function for the block whose header is at `hdr` (its region), or
+ * undefined when there is nothing to compile: the block is no longer current, or its first
+ * uop is one the compiler leaves to the interpreter.
+ */
+export function compileRegion(L: CoreLayout, mem: DataView, hdr: number): { code: number[]; blocks: number } | undefined {
+  const phys = mem.getUint32(hdr + L.get('B_PHYS'), true);
+  const found = lookupBlock(L, mem, phys);
+  if (!found || found.block.hdr !== hdr) return undefined;
+  const region = new Region(L, mem, { ...found.block, root: true }, found.gen);
+  const e = new Emitter(L, region);
+  const parts: { code: number[]; patches: [number, number][] }[] = [];
+  for (let i = 0; i < region.blocks.length; i++) {
+    if (!e.block(mem, region.blocks[i]!)) return undefined;
+    parts.push({ code: e.code, patches: e.patches });
+  }
+  // loop { block^n { br_table NEXT } code_0 } code_1 } ... code_n-1 }, code_i inside
+  // n-1-i blocks and the loop, so a br to the loop from it is its own depth + n-1-i.
+  const n = parts.length;
+  const out: number[] = [];
+  const cs = L.get('CPU_STATE');
+  out.push(Op.i32_const, 0, Op.i64_load, 3); uleb(out, cs + L.get('INSTR_COUNT')); out.push(Op.local_set, C);
+  out.push(Op.i32_const, 0, Op.i64_load, 3); uleb(out, L.get('JIT_LIMIT')); out.push(Op.local_set, LIMIT);
+  out.push(Op.loop, VOID);
+  for (let i = 0; i < n; i++) out.push(Op.block, VOID);
+  out.push(Op.local_get, NEXT, Op.br_table);
+  uleb(out, n);
+  for (let i = 0; i < n; i++) uleb(out, i);
+  uleb(out, 0);
+  for (let i = 0; i < n; i++) {
+    out.push(Op.end);
+    const { code, patches } = parts[i]!;
+    for (const [pos, depth] of patches) {
+      const v = depth + (n - 1 - i);
+      code[pos] = (v & 0x7f) | 0x80;
+      code[pos + 1] = ((v >>> 7) & 0x7f) | 0x80;
+      code[pos + 2] = ((v >>> 14) & 0x7f) | 0x80;
+      code[pos + 3] = ((v >>> 21) & 0x7f) | 0x80;
+      code[pos + 4] = (v >>> 28) & 0x7f;
+    }
+    for (let j = 0; j < code.length; j++) out.push(code[j]!);
+  }
+  out.push(Op.end, Op.unreachable);
+  return { code: out, blocks: n };
+}
+
+/** A module holding `bodies`, exported as b0, b1, ... */
+export function blockModule(L: CoreLayout, memPages: number, bodies: number[][]): Uint8Array<ArrayBuffer> {
+  const imports: ImportedFunc[] = HELPERS.map(([n, type]) => ({ module: 'c', name: n, type }));
+  const funcs: FuncBody[] = bodies.map((code, i) => ({ type: BLOCK_TYPE, locals: LOCALS, code, export: `b${i}` }));
+  void L;
+  return encodeModule({ memory: { module: 'e', name: 'm', minPages: memPages }, imports, funcs });
+}
+
+/** The import object for a block module. */
+export function blockImports(exports: Exports, memory: WebAssembly.Memory): WebAssembly.Imports {
+  const c: Record<string, unknown> = {};
+  for (const [n] of HELPERS) {
+    if (typeof exports[n] !== 'function') throw new Error(`core does not export ${n}: rebuild it`);
+    c[n] = exports[n];
+  }
+  return { c: c as WebAssembly.ModuleImports, e: { m: memory } };
+}
+
+class Emitter {
+  code: number[] = [];
+  /** br placeholders in `code` to patch: [position, structured depth at the br]. */
+  patches: [number, number][] = [];
+  private depth = 0;
+  private cur!: RegionBlock;
+  private readonly cs: number;
+  /** Instructions retired so far whose count is in INSTR_COUNT. */
+  private stored = 0;
+  private flags: Flags | undefined;
+
+  constructor(private readonly L: CoreLayout, private readonly region: Region) {
+    this.cs = L.get('CPU_STATE');
+  }
+
+  // --- encoding ------------------------------------------------------------------------
+  private op(...b: number[]): void {
+    const o = b[0];
+    if (o === Op.if || o === Op.block || o === Op.loop) this.depth++;
+    else if (o === Op.end) this.depth--;
+    for (const x of b) this.code.push(x);
+  }
+  private i32(v: number): void { this.code.push(Op.i32_const); sleb(this.code, v); }
+  private get(l: number): void { this.code.push(Op.local_get); uleb(this.code, l); }
+  private set(l: number): void { this.code.push(Op.local_set); uleb(this.code, l); }
+  private tee(l: number): void { this.code.push(Op.local_tee); uleb(this.code, l); }
+  private call(h: number): void { this.code.push(Op.call); uleb(this.code, h); }
+  private mem(opc: number, align: number, offset: number): void {
+    this.code.push(opc, align);
+    uleb(this.code, offset >>> 0);
+  }
+  /** Load of size `sh` from the address on the stack + offset. */
+  private loadSh(sh: number, offset: number): void {
+    if (sh === 31) this.mem(Op.i32_load, 2, offset);
+    else if (sh === 15) this.mem(Op.i32_load16_u, 1, offset);
+    else this.mem(Op.i32_load8_u, 0, offset);
+  }
+  private storeSh(sh: number, offset: number): void {
+    if (sh === 31) this.mem(Op.i32_store, 2, offset);
+    else if (sh === 15) this.mem(Op.i32_store16, 1, offset);
+    else this.mem(Op.i32_store8, 0, offset);
+  }
+  private ld32(addr: number): void { this.i32(0); this.mem(Op.i32_load, 2, addr); }
+
+  private c(name: string): number { return this.L.c[name]!; }
+
+  // --- registers -----------------------------------------------------------------------
+  private reg(off: number, sh: number): void { this.i32(0); this.loadSh(sh, this.cs + off); }
+
+  // --- the counter, EIP_START and the ways out -------------------------------------------
+  private storeCount(k: number): void {
+    this.i32(0);
+    this.get(C);
+    if (k !== 0) { this.code.push(Op.i64_const); sleb(this.code, k); this.op(Op.i64_add); }
+    this.mem(Op.i64_store, 3, this.cs + this.c('INSTR_COUNT'));
+  }
+  /** Push the EIP at offset `off` of the block being emitted. */
+  private eipAt(off: number): void {
+    this.get(EIP0);
+    const d = (this.cur.delta + off) | 0;
+    if (d !== 0) { this.i32(d); this.op(Op.i32_add); }
+  }
+  /** The instruction at block offset `at`, with `k` retired before it, can fault from here. */
+  private mayFault(at: number, k: number): void {
+    this.i32(0); this.eipAt(at); this.mem(Op.i32_store, 2, this.cs + this.c('EIP_START'));
+    if (this.stored !== k) { this.storeCount(k); this.stored = k; }
+  }
+  /** Return the EIP on the stack with `k` instructions retired. */
+  private leave(k: number): void {
+    if (this.stored !== k) this.storeCount(k);
+    this.op(Op.return);
+  }
+  private leaveAt(off: number, k: number): void {
+    this.eipAt(off);
+    this.leave(k);
+  }
+  /**
+   * Go on at block offset `off` with `k` retired: into the block there if this function
+   * holds it (or can take it in), else back to run_cached().
+   */
+  private goTo(off: number, k: number): void {
+    const j = this.region.blockAt((this.cur.phys + off) >>> 0);
+    if (j === undefined) { this.leaveAt(off, k); return; }
+    const to = this.region.blocks[j]!;
+    // C moves on to the next block's start, and INSTR_COUNT with it.
+    if (this.stored !== k) this.storeCount(k);
+    if (k !== 0) { this.get(C); this.code.push(Op.i64_const); sleb(this.code, k); this.op(Op.i64_add); this.set(C); }
+    // As run_cached() would before a block: nothing asked to stop, the block fits in what is
+    // left of the run, and its bytes lie in the fetch window.
+    this.ld32(this.c('V_BLOCK_STOP'));
+    this.get(C); this.code.push(Op.i64_const); sleb(this.code, to.count); this.op(Op.i64_add);
+    this.get(LIMIT); this.code.push(Op.i64_gt_u);
+    this.op(Op.i32_or);
+    this.eipAt(off); this.ld32(this.c('V_FW_LO')); this.op(Op.i32_sub); this.i32(to.bytes); this.op(Op.i32_add);
+    this.ld32(this.c('V_FW_LEN')); this.op(Op.i32_gt_u);
+    this.op(Op.i32_or);
+    this.op(Op.if, VOID);
+    this.eipAt(off); this.op(Op.return);
+    this.op(Op.end);
+    this.i32(j); this.set(NEXT);
+    // br to the dispatch loop; its depth is known once the region is: patched in emitRegion().
+    this.code.push(Op.br);
+    this.patches.push([this.code.length, this.depth]);
+    this.code.push(0x80, 0x80, 0x80, 0x80, 0x00);
+  }
+  /** A conditional jump on the condition on the stack, with `k` retired either way. */
+  private branch(takenOff: number, fallOff: number, k: number): void {
+    this.op(Op.if, VOID);
+    this.goTo(takenOff, k);
+    this.op(Op.end);
+    this.goTo(fallOff, k);
+  }
+  /** After an instruction that touched memory: stop if block_stop was set. */
+  private checkStop(next: number, k: number): void {
+    this.ld32(this.c('V_BLOCK_STOP'));
+    this.op(Op.if, VOID);
+    this.leaveAt(next, k);
+    this.op(Op.end);
+  }
+  /** Leave the rest of the block, from the record at `rec`, to the interpreter. */
+  private resume(at: number, k: number, rec: number): void {
+    this.i32(0); this.i32(rec); this.mem(Op.i32_store, 2, this.c('JIT_RESUME'));
+    this.leaveAt(at, k);
+  }
+
+  // --- memory operands -------------------------------------------------------------------
+  private ea(base: number, ixs: number, disp: number): void {
+    const zero = this.c('EA_ZERO');
+    let parts = 0;
+    if (base !== zero) { this.reg(base, 31); parts++; }
+    const index = ixs & 0xfc;
+    if (index !== zero) {
+      this.reg(index, 31);
+      if (ixs & 3) { this.i32(ixs & 3); this.op(Op.i32_shl); }
+      if (parts++) this.op(Op.i32_add);
+    }
+    if (parts === 0) this.i32(disp);
+    else if (disp !== 0) { this.i32(disp); this.op(Op.i32_add); }
+  }
+  /** LIN = the linear address of offset T in segment `sf` (seg * 16) checked for `kind`. */
+  private segLin(sf: number, kind: 'SF_READ' | 'SF_WRITE' | 'SF_RMW', len: number): void {
+    const need = kind === 'SF_READ' ? this.c('ATTR_READ_OK') : kind === 'SF_WRITE' ? this.c('ATTR_WRITE_OK')
+      : this.c('ATTR_READ_OK') | this.c('ATTR_WRITE_OK');
+    const sfAddr = this.c('SEG_FAST') + sf;
+    this.get(T);
+    this.ld32(sfAddr + this.c(kind));
+    this.op(Op.i32_lt_u);
+    this.op(Op.if, I32);
+    this.ld32(sfAddr + this.c('SF_BASE'));
+    this.get(T);
+    this.op(Op.i32_add);
+    this.op(Op.else);
+    this.i32(sf >> 4); this.get(T); this.i32(len); this.i32(need);
+    this.call(H.jit_seg!);
+    this.op(Op.end);
+    this.set(LIN);
+  }
+  private lin(r: Rec, kind: 'SF_READ' | 'SF_WRITE' | 'SF_RMW', sh: number): void {
+    this.ea(r.base, r.ixs, r.disp);
+    this.set(T);
+    this.segLin(r.seg, kind, (sh + 1) >> 3);
+  }
+  /** The TLB test for LIN: entry in E, and whether the access of size `sh` may go in line. */
+  private tlbTest(maskVar: string, sh: number): void {
+    this.get(LIN); this.i32(12); this.op(Op.i32_shr_u); this.i32(2); this.op(Op.i32_shl);
+    this.mem(Op.i32_load, 2, this.c('TLB'));
+    this.tee(E);
+    this.ld32(this.c(maskVar));
+    this.op(Op.i32_and);
+    this.i32(1);
+    this.op(Op.i32_eq);
+    if (sh !== 7) {
+      this.get(LIN); this.i32(0xfff); this.op(Op.i32_and);
+      this.i32(0x1000 - ((sh + 1) >> 3)); this.op(Op.i32_le_u);
+      this.op(Op.i32_and);
+    }
+  }
+  private hostAddr(): void {
+    this.get(E); this.i32(0xfffff000 | 0); this.op(Op.i32_and);
+    this.get(LIN); this.i32(0xfff); this.op(Op.i32_and);
+    this.op(Op.i32_or);
+  }
+  /** Push the value of size `sh` at LIN. */
+  private read(sh: number): void {
+    this.tlbTest('V_TLB_READ_MASK', sh);
+    this.op(Op.if, I32);
+    this.hostAddr();
+    this.loadSh(sh, this.c('RAM'));
+    this.op(Op.else);
+    this.get(LIN);
+    this.call(READ_HELPER[sh]!);
+    this.op(Op.end);
+  }
+  /** Write local `v` (size `sh`) at LIN. */
+  private write(sh: number, v: number): void {
+    this.tlbTest('V_TLB_WRITE_MASK', sh);
+    this.op(Op.if, VOID);
+    this.hostAddr();
+    this.get(v);
+    this.storeSh(sh, this.c('RAM'));
+    this.op(Op.else);
+    this.get(LIN); this.get(v);
+    this.call(WRITE_HELPER[sh]!);
+    this.op(Op.end);
+  }
+  /** Read-modify-write, first half: checked writable (so the write cannot fault), value pushed. */
+  private rmwRead(sh: number): void {
+    this.tlbTest('V_TLB_WRITE_MASK', sh);
+    this.tee(FAST);
+    this.op(Op.if, I32);
+    this.hostAddr();
+    this.tee(ADDR);
+    this.loadSh(sh, this.c('RAM'));
+    this.op(Op.else);
+    this.get(LIN); this.i32((sh + 1) >> 3); this.call(H.jit_check_write!);
+    this.get(LIN); this.call(READ_HELPER[sh]!);
+    this.op(Op.end);
+  }
+  private rmwWrite(sh: number, v: number): void {
+    this.get(FAST);
+    this.op(Op.if, VOID);
+    this.get(ADDR); this.get(v); this.storeSh(sh, this.c('RAM'));
+    this.op(Op.else);
+    this.get(LIN); this.get(v); this.call(WRITE_HELPER[sh]!);
+    this.op(Op.end);
+  }
+
+  // --- stack -----------------------------------------------------------------------------
+  private push(v: number): void {
+    const esp = 4 * 4;
+    const ss = 2 << 4;
+    this.ld32(this.cs + this.c('STACK32'));
+    this.op(Op.if, VOID);
+    this.reg(esp, 31); this.i32(4); this.op(Op.i32_sub); this.set(T);
+    this.segLin(ss, 'SF_WRITE', 4);
+    this.write(31, v);
+    this.i32(0); this.get(T); this.storeSh(31, this.cs + esp);
+    this.op(Op.else);
+    this.get(v); this.call(H.jit_push32!);
+    this.op(Op.end);
+  }
+  /** Pop into local `v`. */
+  private pop(v: number): void {
+    const esp = 4 * 4;
+    const ss = 2 << 4;
+    this.ld32(this.cs + this.c('STACK32'));
+    this.op(Op.if, VOID);
+    this.reg(esp, 31); this.set(T);
+    this.segLin(ss, 'SF_READ', 4);
+    this.read(31); this.set(v);
+    this.i32(0); this.get(T); this.i32(4); this.op(Op.i32_add); this.storeSh(31, this.cs + esp);
+    this.op(Op.else);
+    this.call(H.jit_pop32!); this.set(v);
+    this.op(Op.end);
+  }
+
+  // --- flags -----------------------------------------------------------------------------
+  private lazyKind(kind: Flags['kind']): number {
+    return kind === 'sub' ? this.c('LF_SUB') : kind === 'add' ? this.c('LF_ADD') : this.c('LF_LOGIC');
+  }
+  /** Store the lazy flags of an operation on FA FB with result FR (as set_lazy()). */
+  private setLazy(kind: Flags['kind'], sh: number): void {
+    this.i32(0); this.get(FR); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
+    if (kind !== 'logic') {
+      this.i32(0); this.get(FA); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP1'));
+      this.i32(0); this.get(FB); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP2'));
+    }
+    this.i32(0); this.i32(this.lazyKind(kind) | (sh << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
+    this.i32(0); this.i32(this.c('FLAGS_ARITH')); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+    this.flags = sh === 31 ? { kind, cfValid: true } : undefined;
+  }
+  /** FR = FA op FB with flags, op an ALU kind; the in-line ones for 32 bits, else the helper. */
+  private alu(k: number, sh: number): void {
+    const inline: Record<number, [number, Flags['kind']]> = {
+      0: [Op.i32_add, 'add'], 1: [Op.i32_or, 'logic'], 4: [Op.i32_and, 'logic'],
+      5: [Op.i32_sub, 'sub'], 6: [Op.i32_xor, 'logic'], 7: [Op.i32_sub, 'sub'],
+    };
+    const f = inline[k];
+    if (sh === 31 && f) {
+      this.get(FA); this.get(FB); this.op(f[0]); this.set(FR);
+      this.setLazy(f[1], 31);
+      return;
+    }
+    this.i32(k); this.get(FA); this.get(FB); this.i32(sh);
+    this.call(H.jit_alu!);
+    this.set(FR);
+    this.flags = undefined;
+  }
+  /** TEST: FR = FA & FB, logical flags. */
+  private test(sh: number): void {
+    this.get(FA); this.get(FB); this.op(Op.i32_and); this.set(FR);
+    this.setLazy('logic', sh);
+  }
+  /** FR = FA + 1 or FA - 1 with the flags of INC or DEC (CF kept: set_lazy_keep_cf()). */
+  private incDec(inc: boolean, sh: number): void {
+    this.ld32(this.cs + this.c('LF_MASK')); this.i32(1); this.op(Op.i32_and);
+    this.op(Op.if, VOID);
+    this.call(H.jit_keep_cf!);
+    this.op(Op.end);
+    this.get(FA); this.i32(1); this.op(inc ? Op.i32_add : Op.i32_sub);
+    if (sh !== 31) { this.i32(sh === 15 ? 0xffff : 0xff); this.op(Op.i32_and); }
+    this.set(FR);
+    this.i32(1); this.set(FB);
+    this.i32(0); this.get(FR); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
+    this.i32(0); this.get(FA); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP1'));
+    this.i32(0); this.i32(1); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP2'));
+    this.i32(0); this.i32(this.lazyKind(inc ? 'add' : 'sub') | (sh << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
+    this.i32(0); this.i32(this.c('FLAGS_ARITH') & ~1); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+    this.flags = sh === 31 ? { kind: inc ? 'add' : 'sub', cfValid: false } : undefined;
+  }
+
+  /** Push whether condition `cc` holds. */
+  private cond(cc: number): void {
+    const f = this.flags;
+    if (f && this.condInline(f, cc)) return;
+    this.i32(cc);
+    this.call(H.jit_test_cc!);
+  }
+  private condInline(f: Flags, cc: number): boolean {
+    const cmpAB = (o: number) => { this.get(FA); this.get(FB); this.op(o); };
+    const cmpR0 = (o: number) => { this.get(FR); this.i32(0); this.op(o); };
+    if (f.kind === 'logic') {
+      switch (cc) {
+        case 0: case 2: this.i32(0); return true;
+        case 1: case 3: this.i32(1); return true;
+        case 4: case 6: cmpR0(Op.i32_eq); return true;
+        case 5: case 7: cmpR0(Op.i32_ne); return true;
+        case 8: case 12: cmpR0(Op.i32_lt_s); return true;
+        case 9: case 13: cmpR0(Op.i32_ge_s); return true;
+        case 14: cmpR0(Op.i32_le_s); return true;
+        case 15: cmpR0(Op.i32_gt_s); return true;
+        default: return false;
+      }
+    }
+    if (cc === 4) { cmpR0(Op.i32_eq); return true; }
+    if (cc === 5) { cmpR0(Op.i32_ne); return true; }
+    if (cc === 8) { cmpR0(Op.i32_lt_s); return true; }
+    if (cc === 9) { cmpR0(Op.i32_ge_s); return true; }
+    if (f.kind === 'sub') {
+      // For a - b (no borrow in): SF != OF exactly when a < b as signed numbers.
+      switch (cc) {
+        case 12: cmpAB(Op.i32_lt_s); return true;
+        case 13: cmpAB(Op.i32_ge_s); return true;
+        case 14: cmpAB(Op.i32_le_s); return true;
+        case 15: cmpAB(Op.i32_gt_s); return true;
+      }
+      if (!f.cfValid) return false;
+      switch (cc) {
+        case 2: cmpAB(Op.i32_lt_u); return true;
+        case 3: cmpAB(Op.i32_ge_u); return true;
+        case 6: cmpAB(Op.i32_le_u); return true;
+        case 7: cmpAB(Op.i32_gt_u); return true;
+      }
+      return false;
+    }
+    // add: CF is the carry out, r < a.
+    if (!f.cfValid) return false;
+    if (cc === 2) { this.get(FR); this.get(FA); this.op(Op.i32_lt_u); return true; }
+    if (cc === 3) { this.get(FR); this.get(FA); this.op(Op.i32_ge_u); return true; }
+    return false;
+  }
+
+  // --- the block -------------------------------------------------------------------------
+  /** Emit block `b`'s code into this.code (cleared); false if its first uop is not compiled. */
+  block(mem: DataView, b: RegionBlock): boolean {
+    const RS = this.c('RECORD_SIZE');
+    this.code = [];
+    this.patches = [];
+    this.depth = 0;
+    this.cur = b;
+    this.stored = 0;
+    this.flags = undefined;
+    let off = 0;
+    let k = 0;
+    for (let i = 0; i < 64; i++) {
+      const r = readRec(this.L, mem, b.hdr + RS * (i + 1));
+      const done = this.record(r, i, off, k);
+      if (done === 'stop') return false;
+      if (done === 'end') return true;
+      off += r.len;
+      k += done;
+    }
+    throw new Error(`decoded block at ${b.hdr} has no end`);
+  }
+
+  /** Emit one record; returns instructions retired, or how the block ended. */
+  private record(r: Rec, index: number, at: number, k: number): number | 'end' | 'stop' {
+    const cls = this.L.classes[r.uop];
+    const name = cls?.name ?? '';
+    const op = cls?.rule ?? -1;
+    const cm = cls?.m ?? null;
+    const next = (at + r.len) | 0;
+    let m: RegExpMatchArray | null;
+
+
+    if (name === 'U_END') { this.goTo(at, k); return 'end'; }
+    if (name === 'U_NOP') return 1;
+    if ((op === 0 && (m = cm))) {
+      const sh = SIZE_SH_OF(m[1]!);
+      this.i32(0); this.reg(r.src, sh); this.storeSh(sh, this.cs + r.dst);
+      return 1;
+    }
+    if ((op === 1 && (m = cm))) {
+      this.i32(0); this.i32(r.imm); this.storeSh(SIZE_SH_OF(m[1]!), this.cs + r.dst);
+      return 1;
+    }
+    if ((op === 2 && (m = cm))) {
+      const sh = SIZE_SH_OF(m[1]!);
+      this.mayFault(at, k);
+      this.lin(r, 'SF_READ', sh);
+      this.read(sh); this.set(V);
+      this.i32(0); this.get(V); this.storeSh(sh, this.cs + r.dst);
+      this.checkStop(next, k + 1);
+      return 1;
+    }
+    if ((op === 3 && (m = cm))) {
+      const sh = SIZE_SH_OF(m[2]!);
+      this.mayFault(at, k);
+      if (m[1]) this.i32(r.imm); else this.reg(r.src, sh);
+      this.set(V);
+      this.lin(r, 'SF_WRITE', sh);
+      this.write(sh, V);
+      this.checkStop(next, k + 1);
+      return 1;
+    }
+    if (name === 'U_LEA') {
+      this.i32(0); this.ea(r.base, r.ixs, r.disp); this.storeSh(31, this.cs + r.dst);
+      return 1;
+    }
+    if ((op === 4 && (m = cm))) {
+      const sh = SIZE_SH_OF(m[2]!);
+      const ext = () => { if (m![1] === 'SX') this.op(sh === 7 ? Op.i32_extend8_s : Op.i32_extend16_s); };
+      if (m[3] === 'R') {
+        this.i32(0); this.reg(r.src, sh); ext(); this.storeSh(31, this.cs + r.dst);
+        return 1;
+      }
+      this.mayFault(at, k);
+      this.lin(r, 'SF_READ', sh);
+      this.read(sh); ext(); this.set(V);
+      this.i32(0); this.get(V); this.storeSh(31, this.cs + r.dst);
+      this.checkStop(next, k + 1);
+      return 1;
+    }
+    // 32-bit ALU by kind, register destination.
+    if ((op === 5 && (m = cm))) {
+      const kind = ALU_KINDS.indexOf(m[1]!);
+      return this.aluReg(r, m[2]!, kind, 31, at, next, k);
+    }
+    if ((op === 6 && (m = cm))) return this.aluReg(r, m[1]!, r.sub, SIZE_SH_OF(m[2]!), at, next, k);
+    if ((op === 7 && (m = cm))) {
+      const sh = SIZE_SH_OF(m[2]!);
+      this.mayFault(at, k);
+      const other = () => { if (m![1] === 'MR') this.reg(r.src, sh); else this.i32(r.imm); };
+      if (r.sub === 7) {
+        this.lin(r, 'SF_READ', sh);
+        this.read(sh); this.set(FA);
+        other(); this.set(FB);
+        this.alu(7, sh);
+      } else {
+        this.lin(r, 'SF_RMW', sh);
+        this.rmwRead(sh); this.set(FA);
+        other(); this.set(FB);
+        this.alu(r.sub, sh);
+        this.rmwWrite(sh, FR);
+      }
+      this.checkStop(next, k + 1);
+      return 1;
+    }
+    if ((op === 8 && (m = cm))) {
+      const sh = SIZE_SH_OF(m[2]!);
+      const mem = m[1]![0] === 'M';
+      if (mem) {
+        this.mayFault(at, k);
+        this.lin(r, 'SF_READ', sh);
+        this.read(sh);
+      } else {
+        this.reg(r.dst, sh);
+      }
+      this.set(FA);
+      if (m[1]![1] === 'R') this.reg(r.src, sh); else this.i32(r.imm);
+      this.set(FB);
+      this.test(sh);
+      if (mem) this.checkStop(next, k + 1);
+      return 1;
+    }
+    if ((op === 9 && (m = cm))) {
+      const sh = SIZE_SH_OF(m[2]!);
+      if (m[1] === 'R') {
+        this.reg(r.dst, sh); this.set(FA);
+      } else {
+        this.mayFault(at, k);
+        this.lin(r, 'SF_RMW', sh);
+        this.rmwRead(sh); this.set(FA);
+      }
+      this.incDec(r.sub === 0, sh);
+      if (m[1] === 'R') { this.i32(0); this.get(FR); this.storeSh(sh, this.cs + r.dst); } else this.rmwWrite(sh, FR);
+      if (m[1] === 'M') this.checkStop(next, k + 1);
+      return 1;
+    }
+    if ((op === 10 && (m = cm))) {
+      this.mayFault(at, k);
+      this.i32(r.addr); this.i32(m[1] === 'M' ? 1 : 0); this.call(H.jit_grp3!);
+      this.flags = undefined;
+      if (m[1] === 'M') this.checkStop(next, k + 1);
+      return 1;
+    }
+    if ((op === 11 && (m = cm))) {
+      const sh = SIZE_SH_OF(m[3]!);
+      const byCl = m[2] === 'C';
+      if (!byCl && (r.imm & 31) === 0 && m[1] === 'R') return 1;
+      const count = () => { if (byCl) { this.reg(4, 7); this.i32(31); this.op(Op.i32_and); } else this.i32(r.imm & 31); };
+      if (m[1] === 'M') {
+        this.mayFault(at, k);
+        this.lin(r, 'SF_RMW', sh);
+        this.rmwRead(sh); this.set(A);
+      } else {
+        this.reg(r.dst, sh); this.set(A);
+      }
+      count(); this.set(B);
+      if (byCl) { this.get(B); this.op(Op.if, VOID); }
+      if (byCl || (r.imm & 31) !== 0) {
+        this.i32(r.sub); this.get(A); this.get(B); this.i32(sh); this.call(H.jit_shift!); this.set(V);
+        if (m[1] === 'M') this.rmwWrite(sh, V); else { this.i32(0); this.get(V); this.storeSh(sh, this.cs + r.dst); }
+      }
+      if (byCl) this.op(Op.end);
+      this.flags = undefined;
+      if (m[1] === 'M') this.checkStop(next, k + 1);
+      return 1;
+    }
+    if (name === 'U_JMP') { this.goTo((next + r.imm) | 0, k + 1); return 'end'; }
+    if ((op === 12 && (m = cm))) {
+      const cc = CC_NAMES.indexOf(m[1]!);
+      this.cond(cc); this.branch((next + r.imm) | 0, next, k + 1);
+      return 'end';
+    }
+    if ((op === 13 && (m = cm))) {
+      const cc = CC_NAMES.indexOf(m[3]!);
+      this.reg(r.dst, 31); this.set(FA);
+      if (m[2] === 'RR') this.reg(r.src, 31); else this.i32(r.imm);
+      this.set(FB);
+      if (m[1] === 'CMP') this.alu(7, 31); else this.test(31);
+      const fall = (next + r.base) | 0;
+      this.cond(cc); this.branch((fall + r.disp) | 0, fall, k + 2);
+      return 'end';
+    }
+    if (name === 'U_DEC_R32_JNE') {
+      this.reg(r.dst, 31); this.set(FA);
+      this.incDec(false, 31);
+      this.i32(0); this.get(FR); this.storeSh(31, this.cs + r.dst);
+      const fall = (next + r.base) | 0;
+      this.get(FR); this.i32(0); this.op(Op.i32_ne); this.branch((fall + r.disp) | 0, fall, k + 2);
+      return 'end';
+    }
+    if (name === 'U_CALL' || name === 'U_CALL_R' || name === 'U_CALL_M') {
+      this.mayFault(at, k);
+      if (name === 'U_CALL_R') { this.reg(r.src, 31); this.set(A); }
+      else if (name === 'U_CALL_M') { this.lin(r, 'SF_READ', 31); this.read(31); this.set(A); }
+      this.eipAt(next); this.set(V);
+      this.push(V);
+      if (name === 'U_CALL') { this.goTo((next + r.imm) | 0, k + 1); return 'end'; }
+      this.get(A);
+      this.leave(k + 1);
+      return 'end';
+    }
+    if (name === 'U_RET' || name === 'U_RET_IMM') {
+      this.mayFault(at, k);
+      this.pop(A);
+      if (name === 'U_RET_IMM') { this.i32(r.imm); this.call(H.jit_sp_add!); }
+      this.get(A);
+      this.leave(k + 1);
+      return 'end';
+    }
+    if (name === 'U_JMP_R') { this.reg(r.src, 31); this.leave(k + 1); return 'end'; }
+    if (name === 'U_JMP_M') {
+      this.mayFault(at, k);
+      this.lin(r, 'SF_READ', 31); this.read(31);
+      this.leave(k + 1);
+      return 'end';
+    }
+    if (name === 'U_PUSH_R' || name === 'U_PUSH_I' || name === 'U_PUSH_M') {
+      this.mayFault(at, k);
+      if (name === 'U_PUSH_R') this.reg(r.src, 31);
+      else if (name === 'U_PUSH_I') this.i32(r.imm);
+      else { this.lin(r, 'SF_READ', 31); this.read(31); }
+      this.set(V);
+      this.push(V);
+      this.checkStop(next, k + 1);
+      return 1;
+    }
+    if (name === 'U_POP_R') {
+      this.mayFault(at, k);
+      this.pop(V);
+      this.i32(0); this.get(V); this.storeSh(31, this.cs + r.dst);
+      this.checkStop(next, k + 1);
+      return 1;
+    }
+    if (name === 'U_LEAVE') { this.mayFault(at, k); this.call(H.jit_leave!); return 1; }
+    if ((op === 14 && (m = cm))) {
+      const mem = m[1]![1] === 'M';
+      if (mem) { this.mayFault(at, k); this.lin(r, 'SF_READ', 31); this.read(31); this.set(V); }
+      if (m[1] === 'RR') { this.reg(r.dst, 31); this.reg(r.src, 31); }
+      else if (m[1] === 'RM') { this.reg(r.dst, 31); this.get(V); }
+      else if (m[1] === 'RRI') { this.reg(r.src, 31); this.i32(r.imm); }
+      else { this.get(V); this.i32(r.imm); }
+      this.call(H.jit_imul!); this.set(A);
+      this.i32(0); this.get(A); this.storeSh(31, this.cs + r.dst);
+      this.flags = undefined;
+      if (mem) this.checkStop(next, k + 1);
+      return 1;
+    }
+    if (name === 'U_SETCC_R') { this.i32(0); this.cond(r.sub); this.storeSh(7, this.cs + r.dst); return 1; }
+    if (name === 'U_SETCC_M') {
+      this.mayFault(at, k);
+      this.cond(r.sub); this.set(V);
+      this.lin(r, 'SF_WRITE', 7);
+      this.write(7, V);
+      this.checkStop(next, k + 1);
+      return 1;
+    }
+    if (name === 'U_CMOV_RR' || name === 'U_CMOV_RM') {
+      const mem = name === 'U_CMOV_RM';
+      if (mem) { this.mayFault(at, k); this.lin(r, 'SF_READ', 31); this.read(31); } else this.reg(r.src, 31);
+      this.set(V);
+      this.cond(r.sub);
+      this.op(Op.if, VOID);
+      this.i32(0); this.get(V); this.storeSh(31, this.cs + r.dst);
+      this.op(Op.end);
+      if (mem) this.checkStop(next, k + 1);
+      return 1;
+    }
+    if (name === 'U_XCHG_RR') {
+      this.reg(r.dst, 31); this.set(A);
+      this.i32(0); this.reg(r.src, 31); this.storeSh(31, this.cs + r.dst);
+      this.i32(0); this.get(A); this.storeSh(31, this.cs + r.src);
+      return 1;
+    }
+    if (name === 'U_XCHG_MR') {
+      this.mayFault(at, k);
+      this.lin(r, 'SF_RMW', 31);
+      this.rmwRead(31); this.set(A);
+      this.reg(r.src, 31); this.set(V);
+      this.rmwWrite(31, V);
+      this.i32(0); this.get(A); this.storeSh(31, this.cs + r.src);
+      this.checkStop(next, k + 1);
+      return 1;
+    }
+    if (name === 'U_CWDE') { this.i32(0); this.reg(0, 15); this.op(Op.i32_extend16_s); this.storeSh(31, this.cs + 0); return 1; }
+    if (name === 'U_CDQ') { this.i32(0); this.reg(0, 31); this.i32(31); this.op(Op.i32_shr_s); this.storeSh(31, this.cs + 8); return 1; }
+    // Everything else (U_INTERP, string ops, port I/O): the interpreter goes on from here.
+    if (index === 0 && this.cur.root) return 'stop';
+    this.resume(at, k, r.addr);
+    return 'end';
+  }
+
+  /** ALU with a register destination and a register, immediate or memory source. */
+  private aluReg(r: Rec, form: string, kind: number, sh: number, at: number, next: number, k: number): number {
+    if (form === 'RM') {
+      this.mayFault(at, k);
+      this.lin(r, 'SF_READ', sh);
+      this.read(sh); this.set(FB);
+    } else if (form === 'RR') {
+      this.reg(r.src, sh); this.set(FB);
+    } else {
+      this.i32(r.imm); this.set(FB);
+    }
+    this.reg(r.dst, sh); this.set(FA);
+    this.alu(kind, sh);
+    if (kind !== 7) { this.i32(0); this.get(FR); this.storeSh(sh, this.cs + r.dst); }
+    if (form === 'RM') this.checkStop(next, k + 1);
+    return 1;
+  }
+}
+
+interface Rec {
+  addr: number; uop: number; len: number; dst: number; src: number; base: number; ixs: number;
+  seg: number; sub: number; disp: number; imm: number;
+}
+
+function readRec(L: CoreLayout, mem: DataView, addr: number): Rec {
+  const f = L.rf;
+  return {
+    addr,
+    uop: mem.getUint8(addr + f.UOP),
+    len: mem.getUint8(addr + f.LEN),
+    dst: mem.getUint8(addr + f.DST),
+    src: mem.getUint8(addr + f.SRC),
+    base: mem.getUint8(addr + f.BASE),
+    ixs: mem.getUint8(addr + f.IXS),
+    seg: mem.getUint8(addr + f.SEG),
+    sub: mem.getUint8(addr + f.SUB),
+    disp: mem.getUint32(addr + f.DISP, true),
+    imm: mem.getUint32(addr + f.IMM, true),
+  };
+}

@@ -1,0 +1,119 @@
+// The host side of the block compiler: after run() returns, the blocks the core queued as
+// hot are compiled into one WASM module, and each block's function goes into the core's
+// function table, its index into the block's header, where run_cached() calls it from.
+
+import { CoreLayout, blockImports, blockModule, compileRegion } from './compiler.ts';
+
+export interface JitOptions {
+  /** Runs of a block in the interpreter before it is compiled; 0 turns the compiler off. */
+  threshold: number;
+}
+
+/** The threshold FTX86_JIT=on gives: a block must have run this often to be worth compiling. */
+export const JIT_THRESHOLD_DEFAULT = 2000;
+
+export interface JitStats {
+  /** Blocks compiled, modules made, and the host time spent on them (ms). */
+  blocks: number;
+  modules: number;
+  skipped: number;
+  compileMs: number;
+  emitMs: number; moduleMs: number; instMs: number; bytes: number; flushes: number; regionBlocks: number;
+}
+
+export class Jit {
+  private readonly layout: CoreLayout;
+  private readonly view: DataView;
+  private readonly words: Uint32Array;
+  private readonly table: WebAssembly.Table;
+  private readonly imports: WebAssembly.Imports;
+  private readonly memPages: number;
+  /** Table indices below this belong to the core itself. */
+  private readonly tableBase: number;
+  private next: number;
+  private flushes: number;
+  readonly stats: JitStats = { blocks: 0, modules: 0, skipped: 0, compileMs: 0, emitMs: 0, moduleMs: 0, instMs: 0, bytes: 0, flushes: 0, regionBlocks: 0 };
+
+  constructor(private readonly exports: Record<string, unknown>, memory: WebAssembly.Memory, opts: JitOptions) {
+    this.layout = new CoreLayout(exports);
+    this.view = new DataView(memory.buffer);
+    this.words = new Uint32Array(memory.buffer);
+    const table = exports.table;
+    if (!(table instanceof WebAssembly.Table)) throw new Error('core does not export its function table: rebuild it');
+    this.table = table;
+    this.imports = blockImports(exports, memory);
+    this.memPages = memory.buffer.byteLength / 65536;
+    this.tableBase = Math.max(1, table.length);
+    this.next = this.tableBase;
+    this.flushes = this.word('JIT_FLUSHES');
+    this.setThreshold(opts.threshold);
+  }
+
+  private word(name: string): number { return this.words[this.layout.get(name) >>> 2]!; }
+  private setWord(name: string, v: number): void { this.words[this.layout.get(name) >>> 2] = v >>> 0; }
+
+  setThreshold(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`JIT threshold must be a whole number >= 0, got ${n}`);
+    this.setWord('JIT_THRESHOLD', n);
+  }
+
+  /** Called with each module's bytes before it is instantiated (tests, inspection). */
+  onModule: ((bytes: Uint8Array) => void) | undefined;
+
+  /** Instructions retired in compiled code so far. */
+  get retired(): bigint {
+    const a = this.layout.get('JIT_RETIRED') >>> 2;
+    return BigInt(this.words[a]!) | (BigInt(this.words[a + 1]!) << 32n);
+  }
+
+  /** Whether blocks wait in the queue. */
+  get pending(): boolean { return this.word('JIT_QUEUE_COUNT') !== 0; }
+
+  /** Compile the queued blocks (called between runs of the core). */
+  compileQueued(): void {
+    const count = this.word('JIT_QUEUE_COUNT');
+    if (count === 0) return;
+    const t0 = performance.now();
+    const flushes = this.word('JIT_FLUSHES');
+    if (flushes !== this.flushes) {
+      // All decoded code was forgotten since the last batch: no header names an index now.
+      this.flushes = flushes;
+      this.stats.flushes++;
+      this.next = this.tableBase;
+    }
+    const queue = this.layout.get('JIT_QUEUE');
+    const funcOff = this.layout.get('B_FUNC');
+    const headers: number[] = [];
+    const bodies: number[][] = [];
+    for (let i = 0; i < count; i++) {
+      const hdr = this.words[(queue >>> 2) + i]!;
+      if (this.view.getUint32(hdr + funcOff, true) !== 0) continue;
+      const fn = compileRegion(this.layout, this.view, hdr);
+      if (!fn) { this.stats.skipped++; continue; }
+      headers.push(hdr);
+      bodies.push(fn.code);
+      this.stats.regionBlocks += fn.blocks;
+    }
+    this.setWord('JIT_QUEUE_COUNT', 0);
+    if (bodies.length === 0) return;
+    const bytes = blockModule(this.layout, this.memPages, bodies);
+    this.onModule?.(bytes);
+    const t1 = performance.now();
+    const mod = new WebAssembly.Module(bytes);
+    const t2 = performance.now();
+    const instance = new WebAssembly.Instance(mod, this.imports);
+    const t3 = performance.now();
+    this.stats.emitMs += t1 - t0; this.stats.moduleMs += t2 - t1; this.stats.instMs += t3 - t2; this.stats.bytes += bytes.length;
+    const base = this.next;
+    const need = base + bodies.length - this.table.length;
+    if (need > 0) this.table.grow(need);
+    for (let i = 0; i < bodies.length; i++) {
+      this.table.set(base + i, instance.exports[`b${i}`] as () => number);
+      this.view.setUint32(headers[i]! + funcOff, base + i, true);
+    }
+    this.next = base + bodies.length;
+    this.stats.blocks += bodies.length;
+    this.stats.modules++;
+    this.stats.compileMs += performance.now() - t0;
+  }
+}

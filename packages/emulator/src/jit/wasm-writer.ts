@@ -1,0 +1,157 @@
+// A small WebAssembly binary writer: just what the block compiler emits (one memory import,
+// function imports, functions of i32/i64 locals, the MVP instructions plus sign extension).
+// Layout per the WebAssembly core specification, 5 (binary format).
+
+export const I32 = 0x7f;
+export const I64 = 0x7e;
+
+/** Opcodes used by the compiler. */
+export const Op = {
+  unreachable: 0x00, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, br_if: 0x0d,
+  return: 0x0f, call: 0x10, drop: 0x1a, select: 0x1b,
+  local_get: 0x20, local_set: 0x21, local_tee: 0x22,
+  i32_load: 0x28, i64_load: 0x29, i32_load8_s: 0x2c, i32_load8_u: 0x2d, i32_load16_s: 0x2e, i32_load16_u: 0x2f,
+  i32_store: 0x36, i64_store: 0x37, i32_store8: 0x3a, i32_store16: 0x3b,
+  i32_const: 0x41, i64_const: 0x42,
+  i32_eqz: 0x45, i32_eq: 0x46, i32_ne: 0x47, i32_lt_s: 0x48, i32_lt_u: 0x49, i32_gt_s: 0x4a, i32_gt_u: 0x4b,
+  i32_le_s: 0x4c, i32_le_u: 0x4d, i32_ge_s: 0x4e, i32_ge_u: 0x4f,
+  i32_add: 0x6a, i32_sub: 0x6b, i32_mul: 0x6c, i32_and: 0x71, i32_or: 0x72, i32_xor: 0x73,
+  i32_shl: 0x74, i32_shr_s: 0x75, i32_shr_u: 0x76,
+  i64_add: 0x7c, i64_gt_u: 0x56, br_table: 0x0e, i32_extend8_s: 0xc0, i32_extend16_s: 0xc1,
+} as const;
+
+/** Block type of an `if`/`block` with no result, or with an i32 result. */
+export const VOID = 0x40;
+
+export function uleb(out: number[], v: number): void {
+  v >>>= 0;
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+}
+
+/** Signed LEB128 of a 32-bit value (taken as signed). */
+export function sleb(out: number[], v: number): void {
+  v |= 0;
+  for (;;) {
+    const b = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+function name(out: number[], s: string): void {
+  const bytes = Buffer.from(s, 'utf8');
+  uleb(out, bytes.length);
+  for (const b of bytes) out.push(b);
+}
+
+function section(out: number[], id: number, body: number[]): void {
+  out.push(id);
+  uleb(out, body.length);
+  for (let i = 0; i < body.length; i++) out.push(body[i]!);
+}
+
+export interface FuncType { params: number[]; results: number[] }
+
+export interface ImportedFunc { module: string; name: string; type: FuncType }
+
+export interface FuncBody {
+  type: FuncType;
+  /** Local groups after the parameters: [count, valtype]. */
+  locals: [number, number][];
+  /** The instructions, without the final `end`. */
+  code: number[];
+  export?: string;
+}
+
+export interface ModuleSpec {
+  memory: { module: string; name: string; minPages: number };
+  imports: ImportedFunc[];
+  funcs: FuncBody[];
+}
+
+function typeKey(t: FuncType): string { return `${t.params.join(',')}>${t.results.join(',')}`; }
+
+/** The module's bytes. Imported functions take indices 0.., the module's own follow. */
+export function encodeModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
+  const types: FuncType[] = [];
+  const typeIndex = new Map<string, number>();
+  const typeOf = (t: FuncType): number => {
+    const k = typeKey(t);
+    let i = typeIndex.get(k);
+    if (i === undefined) {
+      i = types.length;
+      types.push(t);
+      typeIndex.set(k, i);
+    }
+    return i;
+  };
+  for (const f of spec.imports) typeOf(f.type);
+  for (const f of spec.funcs) typeOf(f.type);
+
+  const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  const typeSec: number[] = [];
+  uleb(typeSec, types.length);
+  for (const t of types) {
+    typeSec.push(0x60);
+    uleb(typeSec, t.params.length);
+    typeSec.push(...t.params);
+    uleb(typeSec, t.results.length);
+    typeSec.push(...t.results);
+  }
+  section(out, 1, typeSec);
+
+  const importSec: number[] = [];
+  uleb(importSec, spec.imports.length + 1);
+  name(importSec, spec.memory.module);
+  name(importSec, spec.memory.name);
+  importSec.push(0x02, 0x00);
+  uleb(importSec, spec.memory.minPages);
+  for (const f of spec.imports) {
+    name(importSec, f.module);
+    name(importSec, f.name);
+    importSec.push(0x00);
+    uleb(importSec, typeOf(f.type));
+  }
+  section(out, 2, importSec);
+
+  const funcSec: number[] = [];
+  uleb(funcSec, spec.funcs.length);
+  for (const f of spec.funcs) uleb(funcSec, typeOf(f.type));
+  section(out, 3, funcSec);
+
+  const exported = spec.funcs.map((f, i) => [f, i] as const).filter(([f]) => f.export !== undefined);
+  const exportSec: number[] = [];
+  uleb(exportSec, exported.length);
+  for (const [f, i] of exported) {
+    name(exportSec, f.export!);
+    exportSec.push(0x00);
+    uleb(exportSec, spec.imports.length + i);
+  }
+  section(out, 7, exportSec);
+
+  const codeSec: number[] = [];
+  uleb(codeSec, spec.funcs.length);
+  for (const f of spec.funcs) {
+    const body: number[] = [];
+    uleb(body, f.locals.length);
+    for (const [n, t] of f.locals) {
+      uleb(body, n);
+      body.push(t);
+    }
+    for (let i = 0; i < f.code.length; i++) body.push(f.code[i]!);
+    body.push(Op.end);
+    uleb(codeSec, body.length);
+    for (let i = 0; i < body.length; i++) codeSec.push(body[i]!);
+  }
+  section(out, 10, codeSec);
+  return new Uint8Array(out);
+}
