@@ -26,6 +26,10 @@
  *
  * Each workload runs once to warm up (V8 tiers WASM up between run() calls, never inside
  * one). Results go to bench/results/cpu-micro.json.
+ *
+ * FTX86_JIT=on|N turns the block compiler on (src/jit). It compiles on the main thread and
+ * V8 optimises the compiled code on a background thread, which process CPU time counts: with
+ * it on, compare the wall-clock column too.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -36,6 +40,7 @@ import { loadFlat, loadMultiboot } from '../packages/emulator/src/loaders/multib
 import { loadLinux } from '../packages/emulator/src/loaders/linux.ts';
 import { Pc } from '../packages/emulator/src/pc.ts';
 import { DEBUG_CONSOLE_PORT, DEBUG_EXIT_PORT } from '../packages/emulator/src/layout.ts';
+import { defaultJitThreshold } from '../packages/emulator/src/cpu.ts';
 
 const args = process.argv.slice(2);
 function option(name: string, dflt: number): number {
@@ -254,8 +259,11 @@ function debianGuest(warmup: boolean): () => Phase[] {
       }
     }
     if (!warmup && phase < 2) throw new Error(`debian: the guest did not reach ${marks[phase]}`);
-    if (process.env.FTX86_JIT_STATS) {
-      console.error('jit', m.cpu.jit?.stats, 'retired in compiled code', m.cpu.jit?.retired, 'of', m.cpu.instructionCount);
+    const jit = m.cpu.jit;
+    if (jit) {
+      console.error(`debian: block compiler: ${jit.stats.blocks} blocks (${jit.stats.regionBlocks} with the ones they take in) in ` +
+        `${jit.stats.modules} modules, ${(jit.stats.bytes / 1e6).toFixed(1)} MB of WASM, ${jit.stats.compileMs.toFixed(0)} ms on the main thread; ` +
+        `${jit.retired} of ${m.cpu.instructionCount} instructions ran compiled`);
     }
     const all: Phase = {
       name: 'debian', instructions: phases[0].instructions + phases[1].instructions,
@@ -304,8 +312,10 @@ interface Rep {
 }
 
 const results: Record<string, unknown>[] = [];
-console.log(`cpu-micro: ${cpus()[0]?.model ?? '?'} x${cpus().length}, load average ${loadavg()[0].toFixed(1)}, node ${process.version}, code cache ${CODE_CACHE ? 'on' : 'off'}`);
-console.log('workload           M instr/CPU-s  (median)  ratio/wasm-cal  ratio/js-cal  cal wasm M/s   output');
+const JIT = defaultJitThreshold();
+console.log(`cpu-micro: ${cpus()[0]?.model ?? '?'} x${cpus().length}, load average ${loadavg()[0].toFixed(1)}, node ${process.version}, ` +
+  `code cache ${CODE_CACHE ? 'on' : 'off'}, block compiler ${JIT ? `threshold ${JIT}` : 'off'}`);
+console.log('workload           M instr/CPU-s  (median)  ratio/wasm-cal  ratio/js-cal  cal wasm M/s  M instr/wall-s   output');
 for (const w of workloads) {
   if (ONLY && !ONLY.includes(w.name)) continue;
   w.make(true)();
@@ -333,6 +343,7 @@ for (const w of workloads) {
     const output = outputs.get(name) ?? '';
     console.log(`${name.padEnd(17)} ${best.mips.toFixed(1).padStart(10)}  (${median.mips.toFixed(1).padStart(6)})  ` +
       `${best.ratioWasm.toFixed(3).padStart(12)}  ${best.ratioJs.toFixed(3).padStart(12)}  ${best.calWasmMips.toFixed(0).padStart(12)}` +
+      `${(best.instructions / best.wallS / 1e6).toFixed(1).padStart(16)}` +
       `${best.mbps ? `   ${best.mbps.toFixed(0)} MB/s` : ''}   ${JSON.stringify(output.slice(0, 48))}`);
     results.push({ name, best, median, reps: list, output });
   }
@@ -348,6 +359,7 @@ writeFileSync(`${dir}cpu-micro.json`, `${JSON.stringify({
   cores: cpus().length,
   loadAverage: loadavg()[0],
   codeCache: CODE_CACHE,
+  jitThreshold: JIT,
   note: 'mips = guest instructions per CPU-second; ratioWasm/ratioJs = mips over the calibration loop rate measured just before; best of reps',
   results,
 }, null, 2)}\n`);

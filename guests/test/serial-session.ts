@@ -93,6 +93,11 @@ export class SerialSession {
     return this.transcript;
   }
 
+  /** The last 4 KiB the process wrote to stderr. */
+  get stderr(): string {
+    return this.stderrTail;
+  }
+
   /** The exit status once the process has exited, else null. */
   get exited(): ExitStatus | null {
     return this.exitStatus;

@@ -5,6 +5,7 @@
 //   0x0000_0000  AssemblyScript static data (checked at init to end below CPU_STATE)
 //   CPU_STATE    registers, descriptor caches, control state, FPU (one byte range)
 //   CORE_VARS    the core's hot internal variables (memory.ts): not CPU state
+//   JIT_QUEUE    hot blocks waiting for the host's block compiler (src/jit)
 //   TLB          one u32 per linear 4 KiB page (1 Mi entries)
 //   DIRTY_MAP    one byte per physical page: 1 = dirtied in this epoch
 //   DIRTY_LIST   the dirtied page numbers of this epoch, in first-write order

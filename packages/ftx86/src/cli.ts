@@ -823,6 +823,11 @@ export async function run(opts: RunOptions): Promise<number> {
     image?.close();
   }
   const end = m.cpu.instructionCount;
+  const jit = m.cpu.jit;
+  if (jit) {
+    process.stderr.write(`ftx86: block compiler: ${jit.stats.blocks} blocks compiled in ${jit.stats.modules} modules (${jit.stats.compileMs.toFixed(0)} ms); ` +
+      `${jit.retired} of ${end} instructions ran compiled\n`);
+  }
   for (const p of points) {
     if (BigInt(p) <= end) continue;
     if (digestAt.has(p)) process.stderr.write(`ftx86: digest at instruction ${p}: not reached (the guest stopped at instruction ${end})\n`);

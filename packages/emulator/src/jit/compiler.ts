@@ -62,8 +62,10 @@ const A = 4, B = 5, T = 6, LIN = 7, E = 8, ADDR = 9, FAST = 10, V = 11;
 /** The operands and result of the last flag-setting operation the block did in line. */
 const FA = 12, FB = 13, FR = 14;
 const LOCALS: [number, number][] = [[2, I64], [12, I32]];
+/** ESP's offset in CPU_STATE, and SS's entry in SEG_FAST (segment 2 * 16). */
+const ESP_OFF = 4 * 4, SS_SF = 2 << 4;
 /** Most blocks one function holds. */
-const REGION_MAX = 24;
+const REGION_MAX = 12;
 
 const ALU_KINDS = ['ADD', 'OR', 'ADC', 'SBB', 'AND', 'SUB', 'XOR', 'CMP'];
 const CC_NAMES = ['O', 'NO', 'B', 'AE', 'E', 'NE', 'BE', 'A', 'S', 'NS', 'P', 'NP', 'L', 'GE', 'LE', 'G'];
@@ -482,8 +484,7 @@ class Emitter {
 
   // --- stack -----------------------------------------------------------------------------
   private push(v: number): void {
-    const esp = 4 * 4;
-    const ss = 2 << 4;
+    const esp = ESP_OFF, ss = SS_SF;
     this.ld32(this.cs + this.c('STACK32'));
     this.op(Op.if, VOID);
     this.reg(esp, 31); this.i32(4); this.op(Op.i32_sub); this.set(T);
@@ -496,8 +497,7 @@ class Emitter {
   }
   /** Pop into local `v`. */
   private pop(v: number): void {
-    const esp = 4 * 4;
-    const ss = 2 << 4;
+    const esp = ESP_OFF, ss = SS_SF;
     this.ld32(this.cs + this.c('STACK32'));
     this.op(Op.if, VOID);
     this.reg(esp, 31); this.set(T);

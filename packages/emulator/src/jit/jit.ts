@@ -10,7 +10,7 @@ export interface JitOptions {
 }
 
 /** The threshold FTX86_JIT=on gives: a block must have run this often to be worth compiling. */
-export const JIT_THRESHOLD_DEFAULT = 2000;
+export const JIT_THRESHOLD_DEFAULT = 8000;
 
 export interface JitStats {
   /** Blocks compiled, modules made, and the host time spent on them (ms). */
