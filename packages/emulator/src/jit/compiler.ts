@@ -61,7 +61,11 @@ const EIP0 = 0, C = 1, LIMIT = 2, NEXT = 3;
 const A = 4, B = 5, T = 6, LIN = 7, E = 8, ADDR = 9, FAST = 10, V = 11;
 /** The operands and result of the last flag-setting operation the block did in line. */
 const FA = 12, FB = 13, FR = 14;
-const LOCALS: [number, number][] = [[2, I64], [12, I32]];
+/** The eight general registers while a block holds them (R0 + register number), and a scratch. */
+const R0 = 15, TMPR = 23;
+/** The operands and result of the operation whose flags are pending (copies of FA FB FR). */
+const PA = 24, PB = 25, PR = 26;
+const LOCALS: [number, number][] = [[2, I64], [24, I32]];
 /** ESP's offset in CPU_STATE, and SS's entry in SEG_FAST (segment 2 * 16). */
 const ESP_OFF = 4 * 4, SS_SF = 2 << 4;
 /** Most blocks one function holds. */
@@ -302,7 +306,57 @@ class Emitter {
   private c(name: string): number { return this.L.c[name]!; }
 
   // --- registers -----------------------------------------------------------------------
-  private reg(off: number, sh: number): void { this.i32(0); this.loadSh(sh, this.cs + off); }
+  // General registers live in locals R0..R7 while a block runs: loaded at first use, stored
+  // back (flushRegs) before anything that can see CPU_STATE: an instruction that can fault,
+  // a helper that reads or writes registers, and every way out of the block.
+  private cached = 0;
+  private dirty = 0;
+  private cache(r: number): void {
+    if (this.cached & (1 << r)) return;
+    this.i32(0); this.mem(Op.i32_load, 2, this.cs + r * 4); this.set(R0 + r);
+    this.cached |= 1 << r;
+  }
+  /** Push the register at CPU_STATE offset `off` (an 8-bit one by its byte) of size `sh`. */
+  private reg(off: number, sh: number): void {
+    if (off >= 32) { this.i32(0); this.loadSh(sh, this.cs + off); return; }
+    const r = off >> 2;
+    this.cache(r);
+    this.get(R0 + r);
+    if (sh === 31) return;
+    if (sh === 7 && (off & 1)) { this.i32(8); this.op(Op.i32_shr_u); }
+    this.i32(sh === 15 ? 0xffff : 0xff); this.op(Op.i32_and);
+  }
+  /** Pop a value into the register at offset `off` of size `sh`. */
+  private putReg(off: number, sh: number): void {
+    const r = off >> 2;
+    if (sh === 31) {
+      this.set(R0 + r);
+    } else {
+      this.set(TMPR);
+      this.cache(r);
+      const shift = sh === 7 && (off & 1) ? 8 : 0;
+      const mask = (sh === 15 ? 0xffff : 0xff) << shift;
+      this.get(R0 + r); this.i32(~mask); this.op(Op.i32_and);
+      this.get(TMPR); this.i32(sh === 15 ? 0xffff : 0xff); this.op(Op.i32_and);
+      if (shift) { this.i32(shift); this.op(Op.i32_shl); }
+      this.op(Op.i32_or);
+      this.set(R0 + r);
+    }
+    this.cached |= 1 << r;
+    this.dirty |= 1 << r;
+  }
+  /** Store the registers changed in locals (the block's state at this point is unchanged). */
+  private emitFlushRegs(): void {
+    for (let r = 0; r < 8; r++) {
+      if (this.dirty & (1 << r)) { this.i32(0); this.get(R0 + r); this.mem(Op.i32_store, 2, this.cs + r * 4); }
+    }
+  }
+  private flushRegs(): void { this.emitFlushRegs(); this.dirty = 0; }
+  /** A helper changed registers in CPU_STATE: read them again. */
+  private forgetRegs(): void { this.cached = this.dirty = 0; }
+  /** Everything CPU_STATE must show now: registers and flags. */
+  private flushAll(): void { this.flushRegs(); this.flushFlags(); }
+  private emitFlushAll(): void { this.emitFlushRegs(); this.emitFlushFlags(); }
 
   // --- the counter, EIP_START and the ways out -------------------------------------------
   private storeCount(k: number): void {
@@ -319,11 +373,13 @@ class Emitter {
   }
   /** The instruction at block offset `at`, with `k` retired before it, can fault from here. */
   private mayFault(at: number, k: number): void {
+    this.flushAll();
     this.i32(0); this.eipAt(at); this.mem(Op.i32_store, 2, this.cs + this.c('EIP_START'));
     if (this.stored !== k) { this.storeCount(k); this.stored = k; }
   }
   /** Return the EIP on the stack with `k` instructions retired. */
   private leave(k: number): void {
+    this.emitFlushAll();
     if (this.stored !== k) this.storeCount(k);
     this.op(Op.return);
   }
@@ -339,6 +395,7 @@ class Emitter {
     const j = this.region.blockAt((this.cur.phys + off) >>> 0);
     if (j === undefined) { this.leaveAt(off, k); return; }
     const to = this.region.blocks[j]!;
+    this.emitFlushAll();
     // C moves on to the next block's start, and INSTR_COUNT with it.
     if (this.stored !== k) this.storeCount(k);
     if (k !== 0) { this.get(C); this.code.push(Op.i64_const); sleb(this.code, k); this.op(Op.i64_add); this.set(C); }
@@ -483,29 +540,39 @@ class Emitter {
   }
 
   // --- stack -----------------------------------------------------------------------------
+  // Both ways through leave ESP in its local and in CPU_STATE alike (the helper's way reads
+  // and writes CPU_STATE), so the block knows it after either.
   private push(v: number): void {
-    const esp = ESP_OFF, ss = SS_SF;
+    const ss = SS_SF, r = ESP_OFF >> 2;
+    this.flushRegs();
+    this.cache(r);
     this.ld32(this.cs + this.c('STACK32'));
     this.op(Op.if, VOID);
-    this.reg(esp, 31); this.i32(4); this.op(Op.i32_sub); this.set(T);
+    this.get(R0 + r); this.i32(4); this.op(Op.i32_sub); this.set(T);
     this.segLin(ss, 'SF_WRITE', 4);
     this.write(31, v);
-    this.i32(0); this.get(T); this.storeSh(31, this.cs + esp);
+    this.get(T); this.set(R0 + r);
+    this.i32(0); this.get(T); this.mem(Op.i32_store, 2, this.cs + ESP_OFF);
     this.op(Op.else);
     this.get(v); this.call(H.jit_push32!);
+    this.ld32(this.cs + ESP_OFF); this.set(R0 + r);
     this.op(Op.end);
   }
   /** Pop into local `v`. */
   private pop(v: number): void {
-    const esp = ESP_OFF, ss = SS_SF;
+    const ss = SS_SF, r = ESP_OFF >> 2;
+    this.flushRegs();
+    this.cache(r);
     this.ld32(this.cs + this.c('STACK32'));
     this.op(Op.if, VOID);
-    this.reg(esp, 31); this.set(T);
+    this.get(R0 + r); this.set(T);
     this.segLin(ss, 'SF_READ', 4);
     this.read(31); this.set(v);
-    this.i32(0); this.get(T); this.i32(4); this.op(Op.i32_add); this.storeSh(31, this.cs + esp);
+    this.get(T); this.i32(4); this.op(Op.i32_add); this.tee(R0 + r); this.set(T);
+    this.i32(0); this.get(T); this.mem(Op.i32_store, 2, this.cs + ESP_OFF);
     this.op(Op.else);
     this.call(H.jit_pop32!); this.set(v);
+    this.ld32(this.cs + ESP_OFF); this.set(R0 + r);
     this.op(Op.end);
   }
 
@@ -513,15 +580,29 @@ class Emitter {
   private lazyKind(kind: Flags['kind']): number {
     return kind === 'sub' ? this.c('LF_SUB') : kind === 'add' ? this.c('LF_ADD') : this.c('LF_LOGIC');
   }
-  /** Store the lazy flags of an operation on FA FB with result FR (as set_lazy()). */
-  private setLazy(kind: Flags['kind'], sh: number): void {
-    this.i32(0); this.get(FR); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
-    if (kind !== 'logic') {
-      this.i32(0); this.get(FA); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP1'));
-      this.i32(0); this.get(FB); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP2'));
+  // An in-line operation's flags wait in FA FB FR (`pending`) until something can see them:
+  // the stores are made there (flushFlags), or dropped when another operation sets all flags.
+  private pending: { kind: Flags['kind']; sh: number; mask: number } | undefined;
+  private emitFlushFlags(): void {
+    const f = this.pending;
+    if (!f) return;
+    this.i32(0); this.get(PR); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
+    if (f.kind !== 'logic') {
+      this.i32(0); this.get(PA); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP1'));
+      this.i32(0); this.get(PB); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP2'));
     }
-    this.i32(0); this.i32(this.lazyKind(kind) | (sh << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
-    this.i32(0); this.i32(this.c('FLAGS_ARITH')); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+    this.i32(0); this.i32(this.lazyKind(f.kind) | (f.sh << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
+    this.i32(0); this.i32(f.mask); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+  }
+  private flushFlags(): void { this.emitFlushFlags(); this.pending = undefined; }
+  /** FA FB FR into PA PB PR: the pending operation's values, whatever FA FB FR hold later. */
+  private keepPending(): void {
+    this.get(FA); this.set(PA); this.get(FB); this.set(PB); this.get(FR); this.set(PR);
+  }
+  /** The lazy flags of an operation on FA FB with result FR (as set_lazy()), pending. */
+  private setLazy(kind: Flags['kind'], sh: number): void {
+    this.keepPending();
+    this.pending = { kind, sh, mask: this.c('FLAGS_ARITH') };
     this.flags = sh === 31 ? { kind, cfValid: true } : undefined;
   }
   /** FR = FA op FB with flags, op an ALU kind; the in-line ones for 32 bits, else the helper. */
@@ -536,6 +617,7 @@ class Emitter {
       this.setLazy(f[1], 31);
       return;
     }
+    this.flushFlags();
     this.i32(k); this.get(FA); this.get(FB); this.i32(sh);
     this.call(H.jit_alu!);
     this.set(FR);
@@ -548,6 +630,7 @@ class Emitter {
   }
   /** FR = FA + 1 or FA - 1 with the flags of INC or DEC (CF kept: set_lazy_keep_cf()). */
   private incDec(inc: boolean, sh: number): void {
+    this.flushFlags();
     this.ld32(this.cs + this.c('LF_MASK')); this.i32(1); this.op(Op.i32_and);
     this.op(Op.if, VOID);
     this.call(H.jit_keep_cf!);
@@ -556,11 +639,8 @@ class Emitter {
     if (sh !== 31) { this.i32(sh === 15 ? 0xffff : 0xff); this.op(Op.i32_and); }
     this.set(FR);
     this.i32(1); this.set(FB);
-    this.i32(0); this.get(FR); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
-    this.i32(0); this.get(FA); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP1'));
-    this.i32(0); this.i32(1); this.mem(Op.i32_store, 2, this.cs + this.c('LF_OP2'));
-    this.i32(0); this.i32(this.lazyKind(inc ? 'add' : 'sub') | (sh << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
-    this.i32(0); this.i32(this.c('FLAGS_ARITH') & ~1); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+    this.keepPending();
+    this.pending = { kind: inc ? 'add' : 'sub', sh, mask: this.c('FLAGS_ARITH') & ~1 };
     this.flags = sh === 31 ? { kind: inc ? 'add' : 'sub', cfValid: false } : undefined;
   }
 
@@ -568,6 +648,7 @@ class Emitter {
   private cond(cc: number): void {
     const f = this.flags;
     if (f && this.condInline(f, cc)) return;
+    this.flushFlags();
     this.i32(cc);
     this.call(H.jit_test_cc!);
   }
@@ -625,6 +706,8 @@ class Emitter {
     this.cur = b;
     this.stored = 0;
     this.flags = undefined;
+    this.pending = undefined;
+    this.cached = this.dirty = 0;
     let off = 0;
     let k = 0;
     for (let i = 0; i < 64; i++) {
@@ -652,11 +735,11 @@ class Emitter {
     if (name === 'U_NOP') return 1;
     if ((op === 0 && (m = cm))) {
       const sh = SIZE_SH_OF(m[1]!);
-      this.i32(0); this.reg(r.src, sh); this.storeSh(sh, this.cs + r.dst);
+      this.reg(r.src, sh); this.putReg(r.dst, sh);
       return 1;
     }
     if ((op === 1 && (m = cm))) {
-      this.i32(0); this.i32(r.imm); this.storeSh(SIZE_SH_OF(m[1]!), this.cs + r.dst);
+      this.i32(r.imm); this.putReg(r.dst, SIZE_SH_OF(m[1]!));
       return 1;
     }
     if ((op === 2 && (m = cm))) {
@@ -664,7 +747,7 @@ class Emitter {
       this.mayFault(at, k);
       this.lin(r, 'SF_READ', sh);
       this.read(sh); this.set(V);
-      this.i32(0); this.get(V); this.storeSh(sh, this.cs + r.dst);
+      this.get(V); this.putReg(r.dst, sh);
       this.checkStop(next, k + 1);
       return 1;
     }
@@ -679,20 +762,20 @@ class Emitter {
       return 1;
     }
     if (name === 'U_LEA') {
-      this.i32(0); this.ea(r.base, r.ixs, r.disp); this.storeSh(31, this.cs + r.dst);
+      this.ea(r.base, r.ixs, r.disp); this.putReg(r.dst, 31);
       return 1;
     }
     if ((op === 4 && (m = cm))) {
       const sh = SIZE_SH_OF(m[2]!);
       const ext = () => { if (m![1] === 'SX') this.op(sh === 7 ? Op.i32_extend8_s : Op.i32_extend16_s); };
       if (m[3] === 'R') {
-        this.i32(0); this.reg(r.src, sh); ext(); this.storeSh(31, this.cs + r.dst);
+        this.reg(r.src, sh); ext(); this.putReg(r.dst, 31);
         return 1;
       }
       this.mayFault(at, k);
       this.lin(r, 'SF_READ', sh);
       this.read(sh); ext(); this.set(V);
-      this.i32(0); this.get(V); this.storeSh(31, this.cs + r.dst);
+      this.get(V); this.putReg(r.dst, 31);
       this.checkStop(next, k + 1);
       return 1;
     }
@@ -748,13 +831,14 @@ class Emitter {
         this.rmwRead(sh); this.set(FA);
       }
       this.incDec(r.sub === 0, sh);
-      if (m[1] === 'R') { this.i32(0); this.get(FR); this.storeSh(sh, this.cs + r.dst); } else this.rmwWrite(sh, FR);
+      if (m[1] === 'R') { this.get(FR); this.putReg(r.dst, sh); } else this.rmwWrite(sh, FR);
       if (m[1] === 'M') this.checkStop(next, k + 1);
       return 1;
     }
     if ((op === 10 && (m = cm))) {
       this.mayFault(at, k);
       this.i32(r.addr); this.i32(m[1] === 'M' ? 1 : 0); this.call(H.jit_grp3!);
+      this.forgetRegs();
       this.flags = undefined;
       if (m[1] === 'M') this.checkStop(next, k + 1);
       return 1;
@@ -772,13 +856,17 @@ class Emitter {
         this.reg(r.dst, sh); this.set(A);
       }
       count(); this.set(B);
+      // (The destination register is in its local before the branch, on both of its sides.)
+      if (m[1] === 'R') this.cache(r.dst >> 2);
+      this.flushFlags();
       if (byCl) { this.get(B); this.op(Op.if, VOID); }
       if (byCl || (r.imm & 31) !== 0) {
         this.i32(r.sub); this.get(A); this.get(B); this.i32(sh); this.call(H.jit_shift!); this.set(V);
-        if (m[1] === 'M') this.rmwWrite(sh, V); else { this.i32(0); this.get(V); this.storeSh(sh, this.cs + r.dst); }
+        if (m[1] === 'M') this.rmwWrite(sh, V); else { this.get(V); this.putReg(r.dst, sh); }
       }
       if (byCl) this.op(Op.end);
       this.flags = undefined;
+      this.pending = undefined;
       if (m[1] === 'M') this.checkStop(next, k + 1);
       return 1;
     }
@@ -801,7 +889,7 @@ class Emitter {
     if (name === 'U_DEC_R32_JNE') {
       this.reg(r.dst, 31); this.set(FA);
       this.incDec(false, 31);
-      this.i32(0); this.get(FR); this.storeSh(31, this.cs + r.dst);
+      this.get(FR); this.putReg(r.dst, 31);
       const fall = (next + r.base) | 0;
       this.get(FR); this.i32(0); this.op(Op.i32_ne); this.branch((fall + r.disp) | 0, fall, k + 2);
       return 'end';
@@ -820,7 +908,7 @@ class Emitter {
     if (name === 'U_RET' || name === 'U_RET_IMM') {
       this.mayFault(at, k);
       this.pop(A);
-      if (name === 'U_RET_IMM') { this.i32(r.imm); this.call(H.jit_sp_add!); }
+      if (name === 'U_RET_IMM') { this.flushRegs(); this.i32(r.imm); this.call(H.jit_sp_add!); this.forgetRegs(); }
       this.get(A);
       this.leave(k + 1);
       return 'end';
@@ -845,11 +933,11 @@ class Emitter {
     if (name === 'U_POP_R') {
       this.mayFault(at, k);
       this.pop(V);
-      this.i32(0); this.get(V); this.storeSh(31, this.cs + r.dst);
+      this.get(V); this.putReg(r.dst, 31);
       this.checkStop(next, k + 1);
       return 1;
     }
-    if (name === 'U_LEAVE') { this.mayFault(at, k); this.call(H.jit_leave!); return 1; }
+    if (name === 'U_LEAVE') { this.mayFault(at, k); this.call(H.jit_leave!); this.forgetRegs(); return 1; }
     if ((op === 14 && (m = cm))) {
       const mem = m[1]![1] === 'M';
       if (mem) { this.mayFault(at, k); this.lin(r, 'SF_READ', 31); this.read(31); this.set(V); }
@@ -857,13 +945,14 @@ class Emitter {
       else if (m[1] === 'RM') { this.reg(r.dst, 31); this.get(V); }
       else if (m[1] === 'RRI') { this.reg(r.src, 31); this.i32(r.imm); }
       else { this.get(V); this.i32(r.imm); }
+      this.flushFlags();
       this.call(H.jit_imul!); this.set(A);
-      this.i32(0); this.get(A); this.storeSh(31, this.cs + r.dst);
+      this.get(A); this.putReg(r.dst, 31);
       this.flags = undefined;
       if (mem) this.checkStop(next, k + 1);
       return 1;
     }
-    if (name === 'U_SETCC_R') { this.i32(0); this.cond(r.sub); this.storeSh(7, this.cs + r.dst); return 1; }
+    if (name === 'U_SETCC_R') { this.cond(r.sub); this.putReg(r.dst, 7); return 1; }
     if (name === 'U_SETCC_M') {
       this.mayFault(at, k);
       this.cond(r.sub); this.set(V);
@@ -877,16 +966,17 @@ class Emitter {
       if (mem) { this.mayFault(at, k); this.lin(r, 'SF_READ', 31); this.read(31); } else this.reg(r.src, 31);
       this.set(V);
       this.cond(r.sub);
+      this.cache(r.dst >> 2);
       this.op(Op.if, VOID);
-      this.i32(0); this.get(V); this.storeSh(31, this.cs + r.dst);
+      this.get(V); this.putReg(r.dst, 31);
       this.op(Op.end);
       if (mem) this.checkStop(next, k + 1);
       return 1;
     }
     if (name === 'U_XCHG_RR') {
       this.reg(r.dst, 31); this.set(A);
-      this.i32(0); this.reg(r.src, 31); this.storeSh(31, this.cs + r.dst);
-      this.i32(0); this.get(A); this.storeSh(31, this.cs + r.src);
+      this.reg(r.src, 31); this.putReg(r.dst, 31);
+      this.get(A); this.putReg(r.src, 31);
       return 1;
     }
     if (name === 'U_XCHG_MR') {
@@ -895,12 +985,12 @@ class Emitter {
       this.rmwRead(31); this.set(A);
       this.reg(r.src, 31); this.set(V);
       this.rmwWrite(31, V);
-      this.i32(0); this.get(A); this.storeSh(31, this.cs + r.src);
+      this.get(A); this.putReg(r.src, 31);
       this.checkStop(next, k + 1);
       return 1;
     }
-    if (name === 'U_CWDE') { this.i32(0); this.reg(0, 15); this.op(Op.i32_extend16_s); this.storeSh(31, this.cs + 0); return 1; }
-    if (name === 'U_CDQ') { this.i32(0); this.reg(0, 31); this.i32(31); this.op(Op.i32_shr_s); this.storeSh(31, this.cs + 8); return 1; }
+    if (name === 'U_CWDE') { this.reg(0, 15); this.op(Op.i32_extend16_s); this.putReg(0, 31); return 1; }
+    if (name === 'U_CDQ') { this.reg(0, 31); this.i32(31); this.op(Op.i32_shr_s); this.putReg(8, 31); return 1; }
     // Everything else (U_INTERP, string ops, port I/O): the interpreter goes on from here.
     if (index === 0 && this.cur.root) return 'stop';
     this.resume(at, k, r.addr);
@@ -920,7 +1010,7 @@ class Emitter {
     }
     this.reg(r.dst, sh); this.set(FA);
     this.alu(kind, sh);
-    if (kind !== 7) { this.i32(0); this.get(FR); this.storeSh(sh, this.cs + r.dst); }
+    if (kind !== 7) { this.get(FR); this.putReg(r.dst, sh); }
     if (form === 'RM') this.checkStop(next, k + 1);
     return 1;
   }
