@@ -137,6 +137,12 @@ export const JIT_FLUSHES: u32 = 0x11054;
 export const JIT_LIMIT: u32 = 0x11058;
 /** Instructions retired in compiled code (u64), for the host's statistics. */
 export const JIT_RETIRED: u32 = 0x11060;
+/**
+ * Bit s set when segment register s is flat for data: base 0, limit 4 GiB, expand-up,
+ * readable and writable (memory.ts, with SEG_FAST). Compiled code that assumed flat
+ * segments checks it on entry.
+ */
+export const SEG_FLAT: u32 = 0x11068;
 /** Per segment register (16 bytes each): its base and fast-check bounds (memory.ts). */
 export const SEG_FAST: u32 = 0x11080;
 export const JIT_QUEUE: u32 = 0x12000;

@@ -13,7 +13,7 @@
 import {
   CPU_STATE, TLB, DIRTY_MAP, DIRTY_LIST, DIRTY_COUNT, TLB_VALID, TLB_VALID_MAX, TLB_VALID_COUNT,
   RAM, RAM_SIZE, A20_MASK, REG_CR0, REG_CR2, REG_CR3, REG_CR4, FAULT_VECTOR, FAULT_ERROR,
-  FAULT_HAS_ERROR, TLB_ENTRIES, CODE_PAGE, ESP_START, REG_EAX, CORE_VARS, SEG_FAST, SEG_FAST_STALE,
+  FAULT_HAS_ERROR, TLB_ENTRIES, CODE_PAGE, ESP_START, REG_EAX, CORE_VARS, SEG_FAST, SEG_FAST_STALE, SEG_FLAT,
 } from './layout';
 
 const REG_ESP: u32 = REG_EAX + 4 * 4;
@@ -539,6 +539,7 @@ export const SF_RMW: u32 = 12;
 export function seg_fast_refresh(): void {
   if (load<u32>(SEG_FAST_STALE) == 0) return;
   store<u32>(SEG_FAST_STALE, 0);
+  let flat: u32 = 0;
   for (let s: i32 = 0; s < 6; s++) {
     const attr = seg_attr(s);
     const limit = seg_limit(s);
@@ -550,7 +551,9 @@ export function seg_fast_refresh(): void {
     store<u32>(t + SF_READ, (kind & ~ATTR_WRITE_OK) == ATTR_READ_OK ? bound : 0);
     store<u32>(t + SF_WRITE, (kind & ~ATTR_READ_OK) == ATTR_WRITE_OK ? bound : 0);
     store<u32>(t + SF_RMW, kind == (ATTR_READ_OK | ATTR_WRITE_OK) ? bound : 0);
+    if (kind == (ATTR_READ_OK | ATTR_WRITE_OK) && seg_base(s) == 0 && limit == 0xffffffff) flat |= 1 << s;
   }
+  store<u32>(SEG_FLAT, flat);
 }
 
 /**

@@ -85,8 +85,8 @@ export interface CpuOptions {
   bus: CpuBus;
   /**
    * The block compiler (src/jit): the runs of a decoded block before it is compiled to
-   * WASM, or 0 for none. Default: FTX86_JIT from the environment (a threshold, or "on" for
-   * JIT_THRESHOLD_DEFAULT), else off: on the Debian workload it does not pay yet (DESIGN.md).
+   * WASM, or 0 for none. Default: FTX86_JIT from the environment ("off" or 0, "on", or a
+   * threshold), else JIT_THRESHOLD_DEFAULT.
    */
   jitThreshold?: number;
 }
@@ -94,8 +94,8 @@ export interface CpuOptions {
 /** The block compiler's threshold from FTX86_JIT, or the default. */
 export function defaultJitThreshold(): number {
   const env = process.env.FTX86_JIT;
-  if (env === undefined || env === '' || env === 'off') return 0;
-  if (env === 'on') return JIT_THRESHOLD_DEFAULT;
+  if (env === 'off') return 0;
+  if (env === undefined || env === '' || env === 'on') return JIT_THRESHOLD_DEFAULT;
   const n = Number(env);
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
     throw new RangeError(`FTX86_JIT must be "on", "off" or a threshold (a whole number of runs, 0 = off), got "${env}"`);

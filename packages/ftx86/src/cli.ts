@@ -823,8 +823,9 @@ export async function run(opts: RunOptions): Promise<number> {
     image?.close();
   }
   const end = m.cpu.instructionCount;
+  // With FTX86_JIT given, say how much the block compiler took (the default stays quiet).
   const jit = m.cpu.jit;
-  if (jit) {
+  if (jit && process.env.FTX86_JIT) {
     process.stderr.write(`ftx86: block compiler: ${jit.stats.blocks} blocks compiled in ${jit.stats.modules} modules (${jit.stats.compileMs.toFixed(0)} ms); ` +
       `${jit.retired} of ${end} instructions ran compiled\n`);
   }

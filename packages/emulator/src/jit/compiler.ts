@@ -66,6 +66,8 @@ const R0 = 15, TMPR = 23;
 /** The operands and result of the operation whose flags are pending (copies of FA FB FR). */
 const PA = 24, PB = 25, PR = 26;
 const LOCALS: [number, number][] = [[2, I64], [24, I32]];
+/** Segments compiled as flat (ES, SS, DS; FS and GS keep their checks): SEG_FLAT bits. */
+const FLAT_SEGS = (1 << 0) | (1 << 2) | (1 << 3);
 /** ESP's offset in CPU_STATE, and SS's entry in SEG_FAST (segment 2 * 16). */
 const ESP_OFF = 4 * 4, SS_SF = 2 << 4;
 /** Most blocks one function holds. */
@@ -218,6 +220,14 @@ export function compileRegion(L: CoreLayout, mem: DataView, hdr: number): { code
   const cs = L.get('CPU_STATE');
   out.push(Op.i32_const, 0, Op.i64_load, 3); uleb(out, cs + L.get('INSTR_COUNT')); out.push(Op.local_set, C);
   out.push(Op.i32_const, 0, Op.i64_load, 3); uleb(out, L.get('JIT_LIMIT')); out.push(Op.local_set, LIMIT);
+  if (e.flatUsed) {
+    // Compiled for flat segments: if one is not, the interpreter runs the block instead.
+    out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, L.get('SEG_FLAT'));
+    out.push(Op.i32_const); sleb(out, e.flatUsed); out.push(Op.i32_and, Op.i32_const); sleb(out, e.flatUsed); out.push(Op.i32_ne);
+    out.push(Op.if, VOID, Op.i32_const, 0, Op.i32_const); sleb(out, hdr + L.get('RECORD_SIZE'));
+    out.push(Op.i32_store, 2); uleb(out, L.get('JIT_RESUME'));
+    out.push(Op.local_get, EIP0, Op.return, Op.end);
+  }
   out.push(Op.loop, VOID);
   for (let i = 0; i < n; i++) out.push(Op.block, VOID);
   out.push(Op.local_get, NEXT, Op.br_table);
@@ -455,6 +465,17 @@ class Emitter {
   private segLin(sf: number, kind: 'SF_READ' | 'SF_WRITE' | 'SF_RMW', len: number): void {
     const need = kind === 'SF_READ' ? this.c('ATTR_READ_OK') : kind === 'SF_WRITE' ? this.c('ATTR_WRITE_OK')
       : this.c('ATTR_READ_OK') | this.c('ATTR_WRITE_OK');
+    const seg = sf >> 4;
+    if (FLAT_SEGS & (1 << seg)) {
+      // Flat (the function checks SEG_FLAT on entry): the linear address is the offset, and
+      // the in-line TLB path, which keeps the access inside one page, cannot pass the limit;
+      // the helper path checks the segment first (slowSeg).
+      this.flatUsed |= 1 << seg;
+      this.get(T); this.set(LIN);
+      this.segCheck = { seg, len, need };
+      return;
+    }
+    this.segCheck = undefined;
     const sfAddr = this.c('SEG_FAST') + sf;
     this.get(T);
     this.ld32(sfAddr + this.c(kind));
@@ -467,6 +488,17 @@ class Emitter {
     this.i32(sf >> 4); this.get(T); this.i32(len); this.i32(need);
     this.call(H.jit_seg!);
     this.op(Op.end);
+    this.set(LIN);
+  }
+  /** Segments assumed flat, the ones this function used, and the access last made on one. */
+  flatUsed = 0;
+  private segCheck: { seg: number; len: number; need: number } | undefined;
+  /** On a helper path: the segment check a flat segment's in-line path did without. */
+  private slowSeg(): void {
+    const c = this.segCheck;
+    if (!c) return;
+    this.i32(c.seg); this.get(LIN); this.i32(c.len); this.i32(c.need);
+    this.call(H.jit_seg!);
     this.set(LIN);
   }
   private lin(r: Rec, kind: 'SF_READ' | 'SF_WRITE' | 'SF_RMW', sh: number): void {
@@ -501,6 +533,7 @@ class Emitter {
     this.hostAddr();
     this.loadSh(sh, this.c('RAM'));
     this.op(Op.else);
+    this.slowSeg();
     this.get(LIN);
     this.call(READ_HELPER[sh]!);
     this.op(Op.end);
@@ -513,6 +546,7 @@ class Emitter {
     this.get(v);
     this.storeSh(sh, this.c('RAM'));
     this.op(Op.else);
+    this.slowSeg();
     this.get(LIN); this.get(v);
     this.call(WRITE_HELPER[sh]!);
     this.op(Op.end);
@@ -526,6 +560,7 @@ class Emitter {
     this.tee(ADDR);
     this.loadSh(sh, this.c('RAM'));
     this.op(Op.else);
+    this.slowSeg();
     this.get(LIN); this.i32((sh + 1) >> 3); this.call(H.jit_check_write!);
     this.get(LIN); this.call(READ_HELPER[sh]!);
     this.op(Op.end);

@@ -9,7 +9,7 @@ export interface JitOptions {
   threshold: number;
 }
 
-/** The threshold FTX86_JIT=on gives: a block must have run this often to be worth compiling. */
+/** The default threshold: a block must have run this often to be worth compiling. */
 export const JIT_THRESHOLD_DEFAULT = 8000;
 
 export interface JitStats {
