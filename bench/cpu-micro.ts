@@ -27,9 +27,9 @@
  * Each workload runs once to warm up (V8 tiers WASM up between run() calls, never inside
  * one). Results go to bench/results/cpu-micro.json.
  *
- * The block compiler (src/jit) is on unless FTX86_JIT=off. It compiles on the main thread
- * and V8 optimises the compiled code on a background thread, which process CPU time counts:
- * compare the wall-clock column too.
+ * FTX86_JIT=on|N turns the block compiler on (src/jit). It compiles on the main thread and
+ * V8 optimises the compiled code on a background thread, which process CPU time counts:
+ * with it on, compare the wall-clock column too.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';

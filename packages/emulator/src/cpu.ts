@@ -85,8 +85,8 @@ export interface CpuOptions {
   bus: CpuBus;
   /**
    * The block compiler (src/jit): the runs of a decoded block before it is compiled to
-   * WASM, or 0 for none. Default: FTX86_JIT from the environment ("off" or 0, "on", or a
-   * threshold), else JIT_THRESHOLD_DEFAULT.
+   * WASM, or 0 for none. Default: FTX86_JIT from the environment ("on", "off" or 0, or a
+   * threshold), else off (docs/status.md says why).
    */
   jitThreshold?: number;
 }
@@ -94,8 +94,8 @@ export interface CpuOptions {
 /** The block compiler's threshold from FTX86_JIT, or the default. */
 export function defaultJitThreshold(): number {
   const env = process.env.FTX86_JIT;
-  if (env === 'off') return 0;
-  if (env === undefined || env === '' || env === 'on') return JIT_THRESHOLD_DEFAULT;
+  if (env === undefined || env === '' || env === 'off') return 0;
+  if (env === 'on') return JIT_THRESHOLD_DEFAULT;
   const n = Number(env);
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
     throw new RangeError(`FTX86_JIT must be "on", "off" or a threshold (a whole number of runs, 0 = off), got "${env}"`);
@@ -187,7 +187,7 @@ export class Cpu {
           this.exports.deliver_fault();
         }
         const stop = this.exports.run() as StopReason;
-        if (this.jit?.pending) this.jit.compileQueued();
+        if (this.jit?.pending) this.compileQueued();
         return stop;
       } catch (e) {
         if (e !== CORE_FAULT) throw e;
@@ -199,6 +199,22 @@ export class Cpu {
       }
     }
   }
+
+  /**
+   * Compile the blocks the core queued. The compiler failing is a bug of ours, never the
+   * guest's: it is reported once and the interpreter carries on alone.
+   */
+  private compileQueued(): void {
+    try {
+      this.jit!.compileQueued();
+    } catch (e) {
+      process.stderr.write(`ftx86: block compiler failed, running on without it: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+      this.jit!.setThreshold(0);
+      this.jitFailed = true;
+    }
+  }
+  /** The block compiler failed and was turned off (see compileQueued). */
+  jitFailed = false;
 
   /** Mark guest-physical [addr, addr+len) dirty after a host (DMA) write into `ram`. */
   markDirty(addr: number, len: number): void {

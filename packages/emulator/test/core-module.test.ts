@@ -89,6 +89,24 @@ describe('the CPU core module', () => {
     expect(fields.some((f) => f.type === 'ModuleExport' && f.name === 'table')).toBe(true);
   });
 
+  it('runs on in the interpreter when the block compiler fails (a host bug never stops the guest)', () => {
+    process.env.FTX86_TEST_JIT_FAIL = '1';
+    const errors: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => { errors.push(String(chunk)); return true; }) as typeof process.stderr.write;
+    try {
+      const cpu = new Cpu({ ramBytes: 2 * 1024 * 1024, jitThreshold: 1, bus: { ioRead: () => 0xff, ioWrite: () => {}, mmioRead: () => 0, mmioWrite: () => {}, interruptAcknowledge: () => -1 } });
+      loadFlat(cpu, new Uint8Array([0x31, 0xd2, 0xb9, 0xe8, 0x03, 0, 0, 0xbb, 0, 0x10, 0, 0, 0x03, 0x03, 0x42, 0x49, 0x75, 0xfa, 0xf4]), 0x100000);
+      while (cpu.run(50) === StopReason.Count);
+      expect(cpu.state.get('edx')).toBe(1000);
+      expect(cpu.jitFailed).toBe(true);
+      expect(errors.join('')).toMatch(/block compiler failed, running on without it/);
+    } finally {
+      process.stderr.write = write;
+      delete process.env.FTX86_TEST_JIT_FAIL;
+    }
+  });
+
   it('keeps its static data below the CPU state and instantiates with RAM in linear memory', () => {
     const cpu = new Cpu({ ramBytes: 2 * 1024 * 1024, bus: { ioRead: () => 0xff, ioWrite: () => {}, mmioRead: () => 0, mmioWrite: () => {}, interruptAcknowledge: () => -1 } });
     expect(cpu.ram.length).toBe(2 * 1024 * 1024);

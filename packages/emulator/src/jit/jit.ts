@@ -9,7 +9,7 @@ export interface JitOptions {
   threshold: number;
 }
 
-/** The default threshold: a block must have run this often to be worth compiling. */
+/** The threshold FTX86_JIT=on gives: a block must have run this often to be worth compiling. */
 export const JIT_THRESHOLD_DEFAULT = 8000;
 
 export interface JitStats {
@@ -96,6 +96,7 @@ export class Jit {
     }
     this.setWord('JIT_QUEUE_COUNT', 0);
     if (bodies.length === 0) return;
+    if (process.env.FTX86_TEST_JIT_FAIL) throw new Error('FTX86_TEST_JIT_FAIL (test hook)');
     const bytes = blockModule(this.layout, this.memPages, bodies);
     this.onModule?.(bytes);
     const t1 = performance.now();
