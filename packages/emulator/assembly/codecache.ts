@@ -1282,14 +1282,12 @@ export function jit_write32(lin: u32, v: u32): void { write32(lin, v); }
 export function jit_check_write(lin: u32, len: u32): void { check_write_lin_fast(lin, len); }
 export function jit_test_cc(cc: u32): u32 { return test_cc_inline(cc) ? 1 : 0; }
 export function jit_alu(op: u32, a: u32, b: u32, sh: u32): u32 { return alu_inline(op, a, b, sh); }
-export function jit_inc(a: u32, sh: u32): u32 { return inc(a, sh); }
 /** Before an in-line INC or DEC: CF, if still lazy, into EFLAGS (as set_lazy_keep_cf()). */
 export function jit_keep_cf(): void {
   const cf = get_cf();
   const fl = load<u32>(CPU_STATE + REG_EFLAGS);
   store<u32>(CPU_STATE + REG_EFLAGS, (fl & ~FLAG_CF) | (cf ? FLAG_CF : 0));
 }
-export function jit_dec(a: u32, sh: u32): u32 { return dec(a, sh); }
 /** Shift or rotate `op` of `a` by `count` (1-31). */
 export function jit_shift(op: u32, a: u32, count: u32, sh: u32): u32 { return shift_fast(op, a, count, sh); }
 export function jit_imul(a: u32, b: u32): u32 { return imul_trunc(a, b, 31); }

@@ -38,9 +38,7 @@ const HELPERS: [string, FuncType][] = [
   ['jit_check_write', { params: [I32, I32], results: [] }],
   ['jit_test_cc', { params: [I32], results: [I32] }],
   ['jit_alu', { params: [I32, I32, I32, I32], results: [I32] }],
-  ['jit_inc', { params: [I32, I32], results: [I32] }],
   ['jit_keep_cf', { params: [], results: [] }],
-  ['jit_dec', { params: [I32, I32], results: [I32] }],
   ['jit_shift', { params: [I32, I32, I32, I32], results: [I32] }],
   ['jit_imul', { params: [I32, I32], results: [I32] }],
   ['jit_grp3', { params: [I32, I32], results: [] }],
@@ -252,10 +250,9 @@ export function compileRegion(L: CoreLayout, mem: DataView, hdr: number): { code
 }
 
 /** A module holding `bodies`, exported as b0, b1, ... */
-export function blockModule(L: CoreLayout, memPages: number, bodies: number[][]): Uint8Array<ArrayBuffer> {
+export function blockModule(memPages: number, bodies: number[][]): Uint8Array<ArrayBuffer> {
   const imports: ImportedFunc[] = HELPERS.map(([n, type]) => ({ module: 'c', name: n, type }));
   const funcs: FuncBody[] = bodies.map((code, i) => ({ type: BLOCK_TYPE, locals: LOCALS, code, export: `b${i}` }));
-  void L;
   return encodeModule({ memory: { module: 'e', name: 'm', minPages: memPages }, imports, funcs });
 }
 

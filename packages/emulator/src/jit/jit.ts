@@ -18,7 +18,7 @@ export interface JitStats {
   modules: number;
   skipped: number;
   compileMs: number;
-  emitMs: number; moduleMs: number; instMs: number; bytes: number; flushes: number; regionBlocks: number;
+  bytes: number; flushes: number; regionBlocks: number;
 }
 
 export class Jit {
@@ -32,7 +32,7 @@ export class Jit {
   private readonly tableBase: number;
   private next: number;
   private flushes: number;
-  readonly stats: JitStats = { blocks: 0, modules: 0, skipped: 0, compileMs: 0, emitMs: 0, moduleMs: 0, instMs: 0, bytes: 0, flushes: 0, regionBlocks: 0 };
+  readonly stats: JitStats = { blocks: 0, modules: 0, skipped: 0, compileMs: 0, bytes: 0, flushes: 0, regionBlocks: 0 };
 
   constructor(private readonly exports: Record<string, unknown>, memory: WebAssembly.Memory, opts: JitOptions) {
     this.layout = new CoreLayout(exports);
@@ -97,14 +97,10 @@ export class Jit {
     this.setWord('JIT_QUEUE_COUNT', 0);
     if (bodies.length === 0) return;
     if (process.env.FTX86_TEST_JIT_FAIL) throw new Error('FTX86_TEST_JIT_FAIL (test hook)');
-    const bytes = blockModule(this.layout, this.memPages, bodies);
+    const bytes = blockModule(this.memPages, bodies);
     this.onModule?.(bytes);
-    const t1 = performance.now();
-    const mod = new WebAssembly.Module(bytes);
-    const t2 = performance.now();
-    const instance = new WebAssembly.Instance(mod, this.imports);
-    const t3 = performance.now();
-    this.stats.emitMs += t1 - t0; this.stats.moduleMs += t2 - t1; this.stats.instMs += t3 - t2; this.stats.bytes += bytes.length;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+    this.stats.bytes += bytes.length;
     const base = this.next;
     const need = base + bodies.length - this.table.length;
     if (need > 0) this.table.grow(need);
