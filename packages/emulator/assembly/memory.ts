@@ -498,6 +498,11 @@ export function check_read_lin(lin: u32, len: u32): void {
   translate(lin, false, user);
   if ((last ^ lin) >>> 12) translate(last, false, user);
 }
+/** check_read_lin, without a page walk when the TLB already allows the read. */
+@inline function check_read_lin_fast(lin: u32, len: u32): void {
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  if ((e & load<u32>(V_TLB_READ_MASK)) != TLB_VALID_BIT || (lin & 0xfff) > 0x1000 - len) check_read_lin(lin, len);
+}
 
 export function read8_sys(lin: u32): u32 { return phys_read8(translate(lin, false, false)); }
 export function read16_sys(lin: u32): u32 { return read16_slow(lin, false); }
@@ -589,10 +594,10 @@ function seg_check_slow(seg: i32, off: u32, len: u32, need: u32): u32 {
 
 /** Pre-check a multi-part store (FNSAVE, far pointers): segment limit and paging. */
 export function vcheck_write(seg: i32, off: u32, len: u32): void {
-  check_write_lin(seg_check(seg, off, len, ATTR_WRITE_OK), len);
+  check_write_lin_fast(seg_check(seg, off, len, ATTR_WRITE_OK), len);
 }
 export function vcheck_read(seg: i32, off: u32, len: u32): void {
-  check_read_lin(seg_check(seg, off, len, ATTR_READ_OK), len);
+  check_read_lin_fast(seg_check(seg, off, len, ATTR_READ_OK), len);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -628,7 +633,9 @@ export function fetch_slow(ip: u32): u32 {
   const limit = seg_limit(CS);
   if (ip > limit) gp(0);
   const lin = seg_base(CS) + ip;
-  const p = translate(lin, false, user_access());
+  // The TLB first: an instruction that crosses into the next page comes here every time.
+  const e = load<u32>(TLB + ((lin >>> 12) << 2));
+  const p = (e & load<u32>(V_TLB_READ_MASK)) == TLB_VALID_BIT ? (e & 0xfffff000) | (lin & 0xfff) : translate(lin, false, user_access());
   if (p >= ram_size()) { store<u32>(V_FW_LEN, 0); return mmio_read(p, 1) & 0xff; }
   fetch_window_set(ip, lin, p, limit);
   store<u32>(V_FW_CUR, min(load<u32>(V_FW_LEN), load<u32>(V_INSN_START) + 15 - load<u32>(V_FW_LO)));

@@ -138,7 +138,7 @@ class Gen {
     const seg = this.r() < 0.05 ? [this.pick([0x26, 0x36, 0x3e, 0x64, 0x65])] : [];
     const imm = (): number[] => (o16 ? this.imm16() : this.imm32());
     const k = this.int(8);
-    switch (this.int(31)) {
+    switch (this.int(34)) {
       case 0: return [...seg, ...p, 0x01 + 8 * k, ...this.rm(this.int(8), true, false)];
       case 1: return [...seg, ...p, 0x03 + 8 * k, ...this.rm(this.pick(DEST32), false, false)];
       case 2: return [...seg, 0x00 + 8 * k, ...this.rm(this.int(8), true, true)];
@@ -234,6 +234,27 @@ class Gen {
           locked([0xff, ...this.mrm(this.int(2))]),
           locked([0xf7, ...this.mrm(2 + this.int(2))]),
           locked([0x87, ...this.mrm(this.pick(DEST32))]),
+        ]);
+      }
+      case 30: { // REP string instructions on the data area, a few iterations, either direction
+        const op = this.pick([0xa4, 0xa5, 0xaa, 0xab, 0xa6, 0xa7, 0xae, 0xaf, 0xac]);
+        const rep = this.pick([0xf3, 0xf2]);
+        const down = this.r() < 0.3;
+        return [0x56, 0x57, 0x8d, 0x7e, 64 + this.int(24) + (down ? 32 : 0), 0x8d, 0x76, this.int(24) + (down ? 32 : 0),
+          0xb9, this.int(8), 0, 0, 0, // mov ecx, 0..7
+          ...(down ? [0xfd] : []), ...(this.r() < 0.2 ? [0x66] : []), rep, op, ...(down ? [0xfc] : []), 0x5f, 0x5e];
+      }
+      case 31: // 8- and 16-bit NOT NEG MUL IMUL, flag instructions, RDTSC (the count must be exact)
+        return this.pick([[0xf6, ...this.rm(2 + this.int(4), true, true)], [0x66, 0xf7, ...this.rm(2 + this.int(4), true, false)],
+          [0x9e], [0x9f], [0xf5], [0xf8], [0xf9], [0x0f, 0x31]]);
+      case 32: { // the x87: loads, arithmetic and stores on the data area, the status word into flags
+        const at = (reg: number): number[] => this.mrm(reg);
+        return this.pick([
+          [0xd9, ...at(0), 0xd8, ...at(1), 0xdb, ...at(3)], // fld m32; fmul m32; fistp m32
+          [0xdd, ...at(0), 0xdc, ...at(0), 0xdd, ...at(3)], // fld m64; fadd m64; fstp m64
+          [0xdb, ...at(0), 0xd9, 0xe8, 0xde, 0xc1, 0xd9, ...at(3)], // fild m32; fld1; faddp; fstp m32
+          [0xd9, 0xe8, 0xd9, ...at(0), 0xde, 0xd9, 0xdf, 0xe0, 0x9e], // fld1; fld m32; fcompp; fnstsw ax; sahf
+          [0xdf, ...at(5), 0xdf, ...at(7)], // fild m64; fistp m64
         ]);
       }
       case 24: { // CALL to the next instruction and POP the return address; PUSH + RET
@@ -337,6 +358,21 @@ function expectBoth(source: string, ebx: number, hooks: (cpu: Cpu) => Hooks = ()
     expect(runToHalt(cpu, 1_000_000), mode).toBe(StopReason.Halt);
     expect(cpu.state.get('ebx') >>> 0, mode).toBe(ebx);
   }
+}
+
+/** Runs `source` in every mode; each must halt with EBX = `ebx` after the same number of instructions. */
+function expectSameCount(source: string, ebx: number): void {
+  const code = assemble(source);
+  const counts: Record<string, number> = {};
+  for (const mode of MODES) {
+    const cpu = makeCpu({}, mode);
+    loadFlat(cpu, code, LOAD);
+    expect(runToHalt(cpu, 1_000_000), mode).toBe(StopReason.Halt);
+    expect(cpu.state.get('ebx') >>> 0, mode).toBe(ebx);
+    counts[mode] = Number(cpu.instructionCount);
+  }
+  expect(counts.cache).toBe(counts.interp);
+  expect(counts.jit).toBe(counts.interp);
 }
 
 /** The offset of `label:` in an assembled guest, found by assembling a marker after it. */
@@ -498,6 +534,63 @@ describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
       dec ecx
       jnz count
       hlt`, 3000);
+  });
+
+  it('by an instruction step() runs inside the block is seen by the next one', () => {
+    // BTS (a U_STEP record) sets bit 0 of the MOV's immediate right after it; the next pass
+    // clears it again with BTR. The MOV must load what memory holds each time.
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov ecx, 6
+    again:
+      bts dword [patch + 1], 0
+    patch:
+      mov eax, 0x10
+      add ebx, eax
+      btr dword [patch + 1], 0
+      mov edx, 0x100
+      add ebx, edx
+      dec ecx
+      jnz again
+      hlt`, 6 * 0x111);
+  });
+
+  it('by a REP STOSB inside the block is seen by the next instruction', () => {
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edx, 4
+    again:
+      mov edi, patch + 1
+      mov al, dl
+      mov ecx, 1
+      rep stosb
+    patch:
+      mov al, 0x55
+      add bl, al
+      dec edx
+      jnz again
+      hlt`, 4 + 3 + 2 + 1);
+  });
+
+  it('REP chunks restart themselves inside decoded and compiled blocks with the same count', () => {
+    // 10000 bytes is more than one chunk of step(): the REP restarts itself at its own EIP.
+    // Enough passes that the loop runs compiled after the first slices.
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edx, 40
+    again:
+      mov edi, 0x180000
+      mov ecx, 10000
+      mov al, dl
+      rep stosb
+      add ebx, [0x180000 + 9999]
+      inc ebx
+      dec edx
+      jnz again
+      hlt`, (40 * 41) / 2 + 40);
   });
 
   it('into a page of decoded code is seen by the code', () => {

@@ -6,14 +6,18 @@
 // A compiled block is `(eip) -> eip`: given the linear address its block starts at, it runs
 // the block's instructions as run_cached() would and returns the next EIP. What that means,
 // record by record:
-// - Registers, lazy flags and the counter live in CPU_STATE as for the interpreter; nothing
-//   is held back in locals across an instruction that can fault or call out.
-// - Before an instruction that can fault it stores EIP_START and the instructions retired so
-//   far, so a fault (thrown through the host from a helper) is delivered exactly as from the
-//   interpreter; ESP changes only after an instruction's last possible fault, as there.
+// - Registers and an operation's flags wait in locals within a block; CPU_STATE is brought
+//   up to date wherever something can look at it: a helper call, a fault, a way out.
 // - Memory operands take the segment bound in SEG_FAST and the TLB in line; anything else
 //   (a bound or TLB miss, MMIO, a page crossing, a code page) calls the core's helpers.
-// - After an instruction that touched memory it checks block_stop, as the interpreter does.
+//   Only those helper paths can fault, so only they store EIP_START, the instructions
+//   retired so far, the registers and the flags first (emitSite): a fault, thrown through
+//   the host, is delivered exactly as from the interpreter, and the in-line path stores
+//   nothing. ESP changes only after an instruction's last possible fault, as there.
+// - block_stop (a write to decoded code, MMIO) can only be set on a helper path: the
+//   instruction leaves the function after it if that path saw it set, as the interpreter
+//   stops after a memory operand.
+// - U_STEP and U_STRING records call step() through jit_step, in the block.
 // - A uop it does not compile ends the function with JIT_RESUME naming the record, and the
 //   interpreter goes on from there; blocks that begin with one are not compiled at all.
 // - Conditions read flags the block itself just set from the operands in locals, as the
@@ -46,6 +50,7 @@ const HELPERS: [string, FuncType][] = [
   ['jit_pop32', { params: [], results: [I32] }],
   ['jit_leave', { params: [], results: [] }],
   ['jit_sp_add', { params: [I32], results: [] }],
+  ['jit_step', { params: [I32], results: [I32] }],
 ];
 const H = Object.fromEntries(HELPERS.map(([n], i) => [n, i])) as Record<string, number>;
 const READ_HELPER: Record<number, number> = { 7: H.jit_read8!, 15: H.jit_read16!, 31: H.jit_read32! };
@@ -63,7 +68,11 @@ const FA = 12, FB = 13, FR = 14;
 const R0 = 15, TMPR = 23;
 /** The operands and result of the operation whose flags are pending (copies of FA FB FR). */
 const PA = 24, PB = 25, PR = 26;
-const LOCALS: [number, number][] = [[2, I64], [24, I32]];
+/** The TLB masks of the current privilege (fixed while a function runs), and block_stop as a slow path saw it. */
+const MR = 27, MW = 28, STOPL = 29;
+/** CPU_STATE's STACK32 (fixed while a function runs: SS changes only in the interpreter). */
+const S32 = 30;
+const LOCALS: [number, number][] = [[2, I64], [28, I32]];
 /** Segments compiled as flat (ES, SS, DS; FS and GS keep their checks): SEG_FLAT bits. */
 const FLAT_SEGS = (1 << 0) | (1 << 2) | (1 << 3);
 /** ESP's offset in CPU_STATE, and SS's entry in SEG_FAST (segment 2 * 16). */
@@ -218,6 +227,9 @@ export function compileRegion(L: CoreLayout, mem: DataView, hdr: number): { code
   const cs = L.get('CPU_STATE');
   out.push(Op.i32_const, 0, Op.i64_load, 3); uleb(out, cs + L.get('INSTR_COUNT')); out.push(Op.local_set, C);
   out.push(Op.i32_const, 0, Op.i64_load, 3); uleb(out, L.get('JIT_LIMIT')); out.push(Op.local_set, LIMIT);
+  out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, L.get('V_TLB_READ_MASK')); out.push(Op.local_set, MR);
+  out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, L.get('V_TLB_WRITE_MASK')); out.push(Op.local_set, MW);
+  out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, cs + L.get('STACK32')); out.push(Op.local_set, S32);
   if (e.flatUsed) {
     // Compiled for flat segments: if one is not, the interpreter runs the block instead.
     out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, L.get('SEG_FLAT'));
@@ -378,12 +390,33 @@ class Emitter {
     const d = (this.cur.delta + off) | 0;
     if (d !== 0) { this.i32(d); this.op(Op.i32_add); }
   }
-  /** The instruction at block offset `at`, with `k` retired before it, can fault from here. */
+  /**
+   * The instruction at block offset `at`, with `k` retired before it, calls a helper that
+   * can fault or reads CPU_STATE on every path: CPU_STATE is brought up to date here.
+   */
   private mayFault(at: number, k: number): void {
     this.flushAll();
     this.i32(0); this.eipAt(at); this.mem(Op.i32_store, 2, this.cs + this.c('EIP_START'));
     if (this.stored !== k) { this.storeCount(k); this.stored = k; }
+    this.site = undefined;
   }
+  /**
+   * The instruction at `at` (`k` retired before it) can fault only on its helper paths (a
+   * TLB miss, MMIO, a page crossing, a code page): each of them calls emitSite() first, and
+   * the in-line path stores nothing.
+   */
+  private site: { at: number; k: number } | undefined;
+  private faultSite(at: number, k: number): void { this.site = { at, k }; }
+  /** On a helper path: CPU_STATE as a fault, the helper or a device must see it. */
+  private emitSite(): void {
+    const s = this.site;
+    if (!s) return;
+    this.emitFlushAll();
+    this.i32(0); this.eipAt(s.at); this.mem(Op.i32_store, 2, this.cs + this.c('EIP_START'));
+    this.storeCount(s.k);
+  }
+  /** After a helper that may have set block_stop (a write to code, MMIO): keep it for checkStop(). */
+  private noteStop(): void { this.ld32(this.c('V_BLOCK_STOP')); this.set(STOPL); }
   /** Return the EIP on the stack with `k` instructions retired. */
   private leave(k: number): void {
     this.emitFlushAll();
@@ -431,8 +464,19 @@ class Emitter {
     this.op(Op.end);
     this.goTo(fallOff, k);
   }
-  /** After an instruction that touched memory: stop if block_stop was set. */
+  /**
+   * After an instruction that touched memory: stop if one of its helper paths saw block_stop
+   * set (in-line accesses cannot set it: the TLB sends writes to code pages and MMIO to the
+   * helpers). STOPL is nonzero only on the way out of the function.
+   */
   private checkStop(next: number, k: number): void {
+    this.get(STOPL);
+    this.op(Op.if, VOID);
+    this.leaveAt(next, k);
+    this.op(Op.end);
+  }
+  /** checkStop() after a helper that ran on every path. */
+  private checkStopMem(next: number, k: number): void {
     this.ld32(this.c('V_BLOCK_STOP'));
     this.op(Op.if, VOID);
     this.leaveAt(next, k);
@@ -482,6 +526,7 @@ class Emitter {
     this.get(T);
     this.op(Op.i32_add);
     this.op(Op.else);
+    this.emitSite();
     this.i32(sf >> 4); this.get(T); this.i32(len); this.i32(need);
     this.call(H.jit_seg!);
     this.op(Op.end);
@@ -508,7 +553,7 @@ class Emitter {
     this.get(LIN); this.i32(12); this.op(Op.i32_shr_u); this.i32(2); this.op(Op.i32_shl);
     this.mem(Op.i32_load, 2, this.c('TLB'));
     this.tee(E);
-    this.ld32(this.c(maskVar));
+    this.get(maskVar === 'V_TLB_READ_MASK' ? MR : MW);
     this.op(Op.i32_and);
     this.i32(1);
     this.op(Op.i32_eq);
@@ -530,9 +575,11 @@ class Emitter {
     this.hostAddr();
     this.loadSh(sh, this.c('RAM'));
     this.op(Op.else);
+    this.emitSite();
     this.slowSeg();
     this.get(LIN);
     this.call(READ_HELPER[sh]!);
+    this.noteStop();
     this.op(Op.end);
   }
   /** Write local `v` (size `sh`) at LIN. */
@@ -543,9 +590,11 @@ class Emitter {
     this.get(v);
     this.storeSh(sh, this.c('RAM'));
     this.op(Op.else);
+    this.emitSite();
     this.slowSeg();
     this.get(LIN); this.get(v);
     this.call(WRITE_HELPER[sh]!);
+    this.noteStop();
     this.op(Op.end);
   }
   /** Read-modify-write, first half: checked writable (so the write cannot fault), value pushed. */
@@ -557,9 +606,11 @@ class Emitter {
     this.tee(ADDR);
     this.loadSh(sh, this.c('RAM'));
     this.op(Op.else);
+    this.emitSite();
     this.slowSeg();
     this.get(LIN); this.i32((sh + 1) >> 3); this.call(H.jit_check_write!);
     this.get(LIN); this.call(READ_HELPER[sh]!);
+    this.noteStop();
     this.op(Op.end);
   }
   private rmwWrite(sh: number, v: number): void {
@@ -567,7 +618,9 @@ class Emitter {
     this.op(Op.if, VOID);
     this.get(ADDR); this.get(v); this.storeSh(sh, this.c('RAM'));
     this.op(Op.else);
+    this.emitSite();
     this.get(LIN); this.get(v); this.call(WRITE_HELPER[sh]!);
+    this.noteStop();
     this.op(Op.end);
   }
 
@@ -576,36 +629,38 @@ class Emitter {
   // and writes CPU_STATE), so the block knows it after either.
   private push(v: number): void {
     const ss = SS_SF, r = ESP_OFF >> 2;
-    this.flushRegs();
     this.cache(r);
-    this.ld32(this.cs + this.c('STACK32'));
+    this.get(S32);
     this.op(Op.if, VOID);
     this.get(R0 + r); this.i32(4); this.op(Op.i32_sub); this.set(T);
     this.segLin(ss, 'SF_WRITE', 4);
     this.write(31, v);
     this.get(T); this.set(R0 + r);
-    this.i32(0); this.get(T); this.mem(Op.i32_store, 2, this.cs + ESP_OFF);
     this.op(Op.else);
+    if (this.site) this.emitSite(); else this.emitFlushRegs();
     this.get(v); this.call(H.jit_push32!);
+    this.noteStop();
     this.ld32(this.cs + ESP_OFF); this.set(R0 + r);
     this.op(Op.end);
+    this.dirty |= 1 << r;
   }
   /** Pop into local `v`. */
   private pop(v: number): void {
     const ss = SS_SF, r = ESP_OFF >> 2;
-    this.flushRegs();
     this.cache(r);
-    this.ld32(this.cs + this.c('STACK32'));
+    this.get(S32);
     this.op(Op.if, VOID);
     this.get(R0 + r); this.set(T);
     this.segLin(ss, 'SF_READ', 4);
     this.read(31); this.set(v);
-    this.get(T); this.i32(4); this.op(Op.i32_add); this.tee(R0 + r); this.set(T);
-    this.i32(0); this.get(T); this.mem(Op.i32_store, 2, this.cs + ESP_OFF);
+    this.get(T); this.i32(4); this.op(Op.i32_add); this.set(R0 + r);
     this.op(Op.else);
+    if (this.site) this.emitSite(); else this.emitFlushRegs();
     this.call(H.jit_pop32!); this.set(v);
+    this.noteStop();
     this.ld32(this.cs + ESP_OFF); this.set(R0 + r);
     this.op(Op.end);
+    this.dirty |= 1 << r;
   }
 
   // --- flags -----------------------------------------------------------------------------
@@ -755,6 +810,7 @@ class Emitter {
 
   /** Emit one record; returns instructions retired, or how the block ended. */
   private record(r: Rec, index: number, at: number, k: number): number | 'end' | 'stop' {
+    this.site = undefined;
     const cls = this.L.classes[r.uop];
     const name = cls?.name ?? '';
     const op = cls?.rule ?? -1;
@@ -776,7 +832,7 @@ class Emitter {
     }
     if ((op === 2 && (m = cm))) {
       const sh = SIZE_SH_OF(m[1]!);
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       this.lin(r, 'SF_READ', sh);
       this.read(sh); this.set(V);
       this.get(V); this.putReg(r.dst, sh);
@@ -785,7 +841,7 @@ class Emitter {
     }
     if ((op === 3 && (m = cm))) {
       const sh = SIZE_SH_OF(m[2]!);
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       if (m[1]) this.i32(r.imm); else this.reg(r.src, sh);
       this.set(V);
       this.lin(r, 'SF_WRITE', sh);
@@ -804,7 +860,7 @@ class Emitter {
         this.reg(r.src, sh); ext(); this.putReg(r.dst, 31);
         return 1;
       }
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       this.lin(r, 'SF_READ', sh);
       this.read(sh); ext(); this.set(V);
       this.get(V); this.putReg(r.dst, 31);
@@ -819,7 +875,7 @@ class Emitter {
     if ((op === 6 && (m = cm))) return this.aluReg(r, m[1]!, r.sub, SIZE_SH_OF(m[2]!), at, next, k);
     if ((op === 7 && (m = cm))) {
       const sh = SIZE_SH_OF(m[2]!);
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       const other = () => { if (m![1] === 'MR') this.reg(r.src, sh); else this.i32(r.imm); };
       if (r.sub === 7) {
         this.lin(r, 'SF_READ', sh);
@@ -840,7 +896,7 @@ class Emitter {
       const sh = SIZE_SH_OF(m[2]!);
       const mem = m[1]![0] === 'M';
       if (mem) {
-        this.mayFault(at, k);
+        this.faultSite(at, k);
         this.lin(r, 'SF_READ', sh);
         this.read(sh);
       } else {
@@ -858,7 +914,7 @@ class Emitter {
       if (m[1] === 'R') {
         this.reg(r.dst, sh); this.set(FA);
       } else {
-        this.mayFault(at, k);
+        this.faultSite(at, k);
         this.lin(r, 'SF_RMW', sh);
         this.rmwRead(sh); this.set(FA);
       }
@@ -872,7 +928,7 @@ class Emitter {
       this.i32(r.addr); this.i32(m[1] === 'M' ? 1 : 0); this.call(H.jit_grp3!);
       this.forgetRegs();
       this.flags = undefined;
-      if (m[1] === 'M') this.checkStop(next, k + 1);
+      if (m[1] === 'M') this.checkStopMem(next, k + 1);
       return 1;
     }
     if ((op === 11 && (m = cm))) {
@@ -881,7 +937,7 @@ class Emitter {
       if (!byCl && (r.imm & 31) === 0 && m[1] === 'R') return 1;
       const count = () => { if (byCl) { this.reg(4, 7); this.i32(31); this.op(Op.i32_and); } else this.i32(r.imm & 31); };
       if (m[1] === 'M') {
-        this.mayFault(at, k);
+        this.faultSite(at, k);
         this.lin(r, 'SF_RMW', sh);
         this.rmwRead(sh); this.set(A);
       } else {
@@ -927,7 +983,7 @@ class Emitter {
       return 'end';
     }
     if (name === 'U_CALL' || name === 'U_CALL_R' || name === 'U_CALL_M') {
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       if (name === 'U_CALL_R') { this.reg(r.src, 31); this.set(A); }
       else if (name === 'U_CALL_M') { this.lin(r, 'SF_READ', 31); this.read(31); this.set(A); }
       this.eipAt(next); this.set(V);
@@ -938,7 +994,7 @@ class Emitter {
       return 'end';
     }
     if (name === 'U_RET' || name === 'U_RET_IMM') {
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       this.pop(A);
       if (name === 'U_RET_IMM') { this.flushRegs(); this.i32(r.imm); this.call(H.jit_sp_add!); this.forgetRegs(); }
       this.get(A);
@@ -947,13 +1003,13 @@ class Emitter {
     }
     if (name === 'U_JMP_R') { this.reg(r.src, 31); this.leave(k + 1); return 'end'; }
     if (name === 'U_JMP_M') {
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       this.lin(r, 'SF_READ', 31); this.read(31);
       this.leave(k + 1);
       return 'end';
     }
     if (name === 'U_PUSH_R' || name === 'U_PUSH_I' || name === 'U_PUSH_M') {
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       if (name === 'U_PUSH_R') this.reg(r.src, 31);
       else if (name === 'U_PUSH_I') this.i32(r.imm);
       else { this.lin(r, 'SF_READ', 31); this.read(31); }
@@ -963,7 +1019,7 @@ class Emitter {
       return 1;
     }
     if (name === 'U_POP_R') {
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       this.pop(V);
       this.get(V); this.putReg(r.dst, 31);
       this.checkStop(next, k + 1);
@@ -972,7 +1028,7 @@ class Emitter {
     if (name === 'U_LEAVE') { this.mayFault(at, k); this.call(H.jit_leave!); this.forgetRegs(); return 1; }
     if ((op === 14 && (m = cm))) {
       const mem = m[1]![1] === 'M';
-      if (mem) { this.mayFault(at, k); this.lin(r, 'SF_READ', 31); this.read(31); this.set(V); }
+      if (mem) { this.faultSite(at, k); this.lin(r, 'SF_READ', 31); this.read(31); this.set(V); }
       if (m[1] === 'RR') { this.reg(r.dst, 31); this.reg(r.src, 31); }
       else if (m[1] === 'RM') { this.reg(r.dst, 31); this.get(V); }
       else if (m[1] === 'RRI') { this.reg(r.src, 31); this.i32(r.imm); }
@@ -986,7 +1042,7 @@ class Emitter {
     }
     if (name === 'U_SETCC_R') { this.cond(r.sub); this.putReg(r.dst, 7); return 1; }
     if (name === 'U_SETCC_M') {
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       this.cond(r.sub); this.set(V);
       this.lin(r, 'SF_WRITE', 7);
       this.write(7, V);
@@ -995,7 +1051,7 @@ class Emitter {
     }
     if (name === 'U_CMOV_RR' || name === 'U_CMOV_RM') {
       const mem = name === 'U_CMOV_RM';
-      if (mem) { this.mayFault(at, k); this.lin(r, 'SF_READ', 31); this.read(31); } else this.reg(r.src, 31);
+      if (mem) { this.faultSite(at, k); this.lin(r, 'SF_READ', 31); this.read(31); } else this.reg(r.src, 31);
       this.set(V);
       this.cond(r.sub);
       this.cache(r.dst >> 2);
@@ -1012,7 +1068,7 @@ class Emitter {
       return 1;
     }
     if (name === 'U_XCHG_MR') {
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       this.lin(r, 'SF_RMW', 31);
       this.rmwRead(31); this.set(A);
       this.reg(r.src, 31); this.set(V);
@@ -1023,7 +1079,21 @@ class Emitter {
     }
     if (name === 'U_CWDE') { this.reg(0, 15); this.op(Op.i32_extend16_s); this.putReg(0, 31); return 1; }
     if (name === 'U_CDQ') { this.reg(0, 31); this.i32(31); this.op(Op.i32_shr_s); this.putReg(8, 31); return 1; }
-    // Everything else (U_INTERP, string ops, port I/O): the interpreter goes on from here.
+    if (name === 'U_STEP' || name === 'U_STRING') {
+      // step() runs it from CPU_STATE, as the interpreter's record does.
+      this.mayFault(at, k);
+      this.i32(0); this.eipAt(at); this.mem(Op.i32_store, 2, this.cs + this.c('REG_EIP'));
+      this.eipAt(next);
+      this.call(H.jit_step!);
+      this.forgetRegs();
+      this.flags = undefined;
+      this.op(Op.if, VOID);
+      this.ld32(this.cs + this.c('REG_EIP'));
+      this.leave(k + 1);
+      this.op(Op.end);
+      return 1;
+    }
+    // Everything else (U_INTERP, port I/O): the interpreter goes on from here.
     if (index === 0 && this.cur.root) return 'stop';
     this.resume(at, k, r.addr);
     return 'end';
@@ -1032,7 +1102,7 @@ class Emitter {
   /** ALU with a register destination and a register, immediate or memory source. */
   private aluReg(r: Rec, form: string, kind: number, sh: number, at: number, next: number, k: number): number {
     if (form === 'RM') {
-      this.mayFault(at, k);
+      this.faultSite(at, k);
       this.lin(r, 'SF_READ', sh);
       this.read(sh); this.set(FB);
     } else if (form === 'RR') {
