@@ -536,8 +536,8 @@ describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
       hlt`, 3000);
   });
 
-  it('by an instruction step() runs inside the block is seen by the next one', () => {
-    // BTS (a U_STEP record) sets bit 0 of the MOV's immediate right after it; the next pass
+  it('by a bit-test instruction is seen by the next one, with the same count in every mode', () => {
+    // BTS sets bit 0 of the MOV's immediate right after it; the next pass
     // clears it again with BTR. The MOV must load what memory holds each time.
     expectSameCount(String.raw`
       mov esp, 0x1a0000
@@ -556,7 +556,7 @@ describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
       hlt`, 6 * 0x111);
   });
 
-  it('by a REP STOSB inside the block is seen by the next instruction', () => {
+  it('by a REP STOSB is seen by the next instruction, with the same count in every mode', () => {
     expectSameCount(String.raw`
       mov esp, 0x1a0000
       xor ebx, ebx
@@ -574,7 +574,7 @@ describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
       hlt`, 4 + 3 + 2 + 1);
   });
 
-  it('REP chunks restart themselves inside decoded and compiled blocks with the same count', () => {
+  it('REP chunks restart themselves with the same count, decoded, compiled or not', () => {
     // 10000 bytes is more than one chunk of step(): the REP restarts itself at its own EIP.
     // Enough passes that the loop runs compiled after the first slices.
     expectSameCount(String.raw`
