@@ -500,8 +500,7 @@ export function check_read_lin(lin: u32, len: u32): void {
 }
 /** check_read_lin, without a page walk when the TLB already allows the read. */
 @inline function check_read_lin_fast(lin: u32, len: u32): void {
-  const e = load<u32>(TLB + ((lin >>> 12) << 2));
-  if ((e & load<u32>(V_TLB_READ_MASK)) != TLB_VALID_BIT || (lin & 0xfff) > 0x1000 - len) check_read_lin(lin, len);
+  if (tlb_read_host(lin) == 0 || (lin & 0xfff) > 0x1000 - len) check_read_lin(lin, len);
 }
 
 export function read8_sys(lin: u32): u32 { return phys_read8(translate(lin, false, false)); }
@@ -634,8 +633,8 @@ export function fetch_slow(ip: u32): u32 {
   if (ip > limit) gp(0);
   const lin = seg_base(CS) + ip;
   // The TLB first: an instruction that crosses into the next page comes here every time.
-  const e = load<u32>(TLB + ((lin >>> 12) << 2));
-  const p = (e & load<u32>(V_TLB_READ_MASK)) == TLB_VALID_BIT ? (e & 0xfffff000) | (lin & 0xfff) : translate(lin, false, user_access());
+  const host = tlb_read_host(lin);
+  const p = host != 0 ? host - RAM : translate(lin, false, user_access());
   if (p >= ram_size()) { store<u32>(V_FW_LEN, 0); return mmio_read(p, 1) & 0xff; }
   fetch_window_set(ip, lin, p, limit);
   store<u32>(V_FW_CUR, min(load<u32>(V_FW_LEN), load<u32>(V_INSN_START) + 15 - load<u32>(V_FW_LO)));

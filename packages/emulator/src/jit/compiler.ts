@@ -396,7 +396,7 @@ class Emitter {
     this.flushAll();
     this.i32(0); this.eipAt(at); this.mem(Op.i32_store, 2, this.cs + this.c('EIP_START'));
     if (this.stored !== k) { this.storeCount(k); this.stored = k; }
-    this.site = undefined;
+    this.site = { at, k };
   }
   /**
    * The instruction at `at` (`k` retired before it) can fault only on its helper paths (a
@@ -408,7 +408,9 @@ class Emitter {
   /** On a helper path: CPU_STATE as a fault, the helper or a device must see it. */
   private emitSite(): void {
     const s = this.site;
-    if (!s) return;
+    // Every instruction with a helper path names its fault site first; a compile error
+    // here leaves the code to the interpreter (Cpu.compileQueued).
+    if (!s) throw new Error('a helper path in an instruction that named no fault site');
     this.emitFlushAll();
     this.i32(0); this.eipAt(s.at); this.mem(Op.i32_store, 2, this.cs + this.c('EIP_START'));
     this.storeCount(s.k);
@@ -635,7 +637,7 @@ class Emitter {
     this.write(31, v);
     this.get(T); this.set(R0 + r);
     this.op(Op.else);
-    if (this.site) this.emitSite(); else this.emitFlushRegs();
+    this.emitSite();
     this.get(v); this.call(H.jit_push32!);
     this.noteStop();
     this.ld32(this.cs + ESP_OFF); this.set(R0 + r);
@@ -653,7 +655,7 @@ class Emitter {
     this.read(31); this.set(v);
     this.get(T); this.i32(4); this.op(Op.i32_add); this.set(R0 + r);
     this.op(Op.else);
-    if (this.site) this.emitSite(); else this.emitFlushRegs();
+    this.emitSite();
     this.call(H.jit_pop32!); this.set(v);
     this.noteStop();
     this.ld32(this.cs + ESP_OFF); this.set(R0 + r);
