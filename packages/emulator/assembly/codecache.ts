@@ -22,7 +22,7 @@ import {
   CPU_STATE, REG_EIP, REG_EFLAGS, EIP_START, INSTR_COUNT, CODE32, STACK32, RAM, EA_ZERO,
   INTR_LINE, NMI_PENDING, HALTED, SHUTDOWN, HOST_REQUEST, CODE_CACHE_OFF,
   BLOCK_HASH, BLOCK_HASH_ENTRIES, BLOCK_ARENA, BLOCK_ARENA_END, LF_RES, LF_KIND, LF_MASK,
-  JIT_THRESHOLD, JIT_QUEUE, JIT_QUEUE_COUNT, JIT_QUEUE_MAX, JIT_RESUME, JIT_FLUSHES, JIT_LIMIT, JIT_RETIRED,
+  JIT_THRESHOLD, JIT_QUEUE, JIT_QUEUE_COUNT, JIT_QUEUE_MAX, JIT_RESUME, JIT_FLUSHES, JIT_LIMIT, JIT_RETIRED, JIT_SITE,
 } from './layout';
 import {
   reg32, set_reg32, reg16, set_reg16, reg8, set_reg8, test_cc_inline, seg_attr, get_cf, FLAG_TF, FLAG_IF,
@@ -31,7 +31,7 @@ import {
 import {
   vread32, read8, read16, read32, write8, write16, write32, seg_check_fast, seg_fast_refresh,
   check_write_lin_fast, ATTR_READ_OK, ATTR_WRITE_OK, SF_READ, SF_WRITE, SF_RMW, fw_lo, fw_len,
-  fw_host, fetch_window_try, block_stop, clear_block_stop, set_in_block, code_page_gen, code_page_register, code_pages_clear,
+  fw_host, fetch_window_try, TLB_VALID_BIT, block_stop, clear_block_stop, set_in_block, code_page_gen, code_page_register, code_pages_clear,
 } from './memory';
 import { push32, pop32, sp, sp_add, set_sp, reset_prefixes, set_prefix_seg } from './decode';
 import { string_op } from './string';
@@ -902,6 +902,7 @@ export function run_cached(budget: u64): u32 {
   seg_fast_refresh();
   set_in_block(true);
   store<u64>(JIT_LIMIT, limit);
+  store<u32>(JIT_SITE, 0);
   while (go) {
     if (eip != blockEip) {
       let rel = eip - fw_lo();
@@ -929,11 +930,24 @@ export function run_cached(budget: u64): u32 {
     const fn = load<u32>(hdr, B_FUNC);
     if (fn != 0) {
       // Compiled: it runs the block as the records below would and returns the next EIP,
-      // or the EIP of a record it leaves to them (JIT_RESUME).
+      // or the EIP of a record it leaves to them (JIT_RESUME). It may go straight on into
+      // other compiled blocks (chaining, src/jit) through the slots of its exit sites; a
+      // site that could not names its slot in JIT_SITE, filled here with this block.
+      const site = load<u32>(JIT_SITE);
+      if (site != 0) {
+        store<u32>(JIT_SITE, 0);
+        const phys = fw_host() + eip - RAM;
+        store<u32>(site, eip);
+        store<u32>(site, fn, 4);
+        store<u32>(site, (phys & 0xfffff000) | TLB_VALID_BIT, 8);
+        store<u32>(site, code_page_gen(phys >>> 12), 12);
+      }
       store<u32>(JIT_RESUME, 0);
       const before = load<u64>(CPU_STATE + INSTR_COUNT);
-      eip = call_indirect<u32>(fn, eip);
+      eip = call_indirect<u32>(fn, eip, 0, 0);
       store<u64>(JIT_RETIRED, load<u64>(JIT_RETIRED) + load<u64>(CPU_STATE + INSTR_COUNT) - before);
+      // A chained block may have opened another code page's window: look the next block up.
+      blockEip = ~eip;
       const resume = load<u32>(JIT_RESUME);
       if (resume == 0) {
         if (block_stop()) break;

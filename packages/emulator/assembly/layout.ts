@@ -6,6 +6,7 @@
 //   CPU_STATE    registers, descriptor caches, control state, FPU (one byte range)
 //   CORE_VARS    the core's hot internal variables (memory.ts): not CPU state
 //   JIT_QUEUE    hot blocks waiting for the host's block compiler (src/jit)
+//   JIT_SLOTS    the compiled blocks' exit sites, for chaining one to the next
 //   TLB          one u32 per linear 4 KiB page (1 Mi entries)
 //   DIRTY_MAP    one byte per physical page: 1 = dirtied in this epoch
 //   DIRTY_LIST   the dirtied page numbers of this epoch, in first-write order
@@ -143,10 +144,23 @@ export const JIT_RETIRED: u32 = 0x11060;
  * segments checks it on entry.
  */
 export const SEG_FLAT: u32 = 0x11068;
+/**
+ * Chaining between compiled blocks (src/jit): the slot of the exit site that last returned to
+ * run_cached() instead of going straight on, for run_cached() to fill with the block it then
+ * finds (0: none).
+ */
+export const JIT_SITE: u32 = 0x1106c;
 /** Per segment register (16 bytes each): its base and fast-check bounds (memory.ts). */
 export const SEG_FAST: u32 = 0x11080;
 export const JIT_QUEUE: u32 = 0x12000;
 export const JIT_QUEUE_MAX: u32 = 0x1000;
+/**
+ * The exit sites' slots of compiled blocks, 16 bytes each, handed out by the host's compiler
+ * (src/jit/jit.ts): the EIP last seen there, its block's compiled function, the TLB tag
+ * (physical page | TLB_VALID_BIT) and the code generation it was decoded under.
+ */
+export const JIT_SLOTS: u32 = 0x20000;
+export const JIT_SLOTS_END: u32 = 0x100000;
 export const TLB: u32 = 0x100000;
 export const TLB_ENTRIES: u32 = 0x100000;
 export const DIRTY_MAP: u32 = 0x500000;

@@ -617,6 +617,94 @@ describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
 });
 
 // ---------------------------------------------------------------------------------------
+// Chaining: a compiled block goes straight on into the compiled block its exit leads to
+// (through the exit site's slot), and a compiled CALL waits in its frame for the callee's
+// RET to come back to the next instruction. None of it may show.
+
+describe.skipIf(!hasNasm)('compiled blocks that go straight on into one another', () => {
+  it('call and return across pages, deeper than a chain may go, as the interpreter does', () => {
+    // rec recurses 40 deep (a chain stops at 24 frames and goes on from run_cached), leaf2
+    // calls leaf3 on a third page; each on its own page, so every CALL and RET leaves a
+    // compiled function.
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edi, 30
+    outer:
+      mov ecx, 40
+      call rec
+      call leaf2
+      add ebx, eax
+      dec edi
+      jnz outer
+      hlt
+      align 4096
+    rec:
+      add ebx, ecx
+      dec ecx
+      jz .done
+      push ecx
+      call rec
+      pop ecx
+    .done:
+      ret
+      align 4096
+    leaf2:
+      mov eax, 3
+      call leaf3
+      ret
+      align 4096
+    leaf3:
+      add eax, 4
+      ret`, 30 * (820 + 7));
+  });
+
+  it('a RET to somewhere else than after its CALL goes there', () => {
+    // swap replaces its return address; one RET site sees two targets in turn.
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edi, 20
+    outer:
+      call swap
+      add ebx, 1000
+    other:
+      add ebx, 1
+      call plain
+      add ebx, 2
+      dec edi
+      jnz outer
+      hlt
+      align 4096
+    swap:
+      mov dword [esp], other
+    plain:
+      ret`, 20 * 3);
+  });
+
+  it('a callee that rewrites the code after its CALL is seen when it returns', () => {
+    // patcher stores EDI into the immediate of the MOV the CALL returns to.
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edi, 10
+    outer:
+      call patcher
+    patch:
+      mov al, 0x11
+      add bl, al
+      dec edi
+      jnz outer
+      hlt
+      align 4096
+    patcher:
+      mov eax, edi
+      mov byte [patch + 1], al
+      ret`, 55);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
 // Counting: blocks count their instructions as a whole, yet a run stops at its budget, and
 // a fault or a device sees the count, exactly where the interpreter has them.
 

@@ -79,9 +79,12 @@ describe('the CPU core module', () => {
         expect(exported.has(f.name as string), f.name as string).toBe(true);
         expect(sig((f.descr as Node).signature as Node), f.name as string).toBe(exported.get(f.name as string));
       }
-      // Each block function takes the block's EIP and returns the next.
+      // The core's function table, through which exit sites chain to other compiled blocks.
+      expect(imports.filter((f) => (f.descr as Node).type === 'Table').map((f) => `${f.module}.${f.name}`)).toEqual(['e.t']);
+      // Each block function takes the block's EIP, the chain's depth and the return address a
+      // compiled CALL in the chain waits for, and returns the next EIP.
       for (const fn of gen.filter((f) => f.type === 'Func')) {
-        expect(JSON.stringify((fn.signature as Node).params)).toBe('[{"valtype":"i32"}]');
+        expect(JSON.stringify((fn.signature as Node).params)).toBe('[{"valtype":"i32"},{"valtype":"i32"},{"valtype":"i32"}]');
         expect((fn.signature as Node).results).toEqual(['i32']);
       }
     }

@@ -54,23 +54,32 @@ const H = Object.fromEntries(HELPERS.map(([n], i) => [n, i])) as Record<string, 
 const READ_HELPER: Record<number, number> = { 7: H.jit_read8!, 15: H.jit_read16!, 31: H.jit_read32! };
 const WRITE_HELPER: Record<number, number> = { 7: H.jit_write8!, 15: H.jit_write16!, 31: H.jit_write32! };
 
-export const BLOCK_TYPE: FuncType = { params: [I32], results: [I32] };
+export const BLOCK_TYPE: FuncType = { params: [I32, I32, I32], results: [I32] };
 
-// Locals: 0 the root block's EIP (parameter); 1 the counter at the start of the block
-// running, 2 the run's instruction limit (i64); 3 the next block's index; i32 scratch.
-const EIP0 = 0, C = 1, LIMIT = 2, NEXT = 3;
-const A = 4, B = 5, T = 6, LIN = 7, E = 8, ADDR = 9, FAST = 10, V = 11;
+// Locals: the parameters 0 the root block's EIP, 1 how many compiled blocks chained into
+// this one and 2 the return address the innermost compiled CALL among them waits for (0:
+// none); 3 the counter at the start of the block running, 4 the run's instruction limit
+// (i64); 5 the next block's index; i32 scratch.
+const EIP0 = 0, DEPTH = 1, RET_TO = 2, C = 3, LIMIT = 4, NEXT = 5;
+const A = 6, B = 7, T = 8, LIN = 9, E = 10, ADDR = 11, FAST = 12, V = 13;
 /** The operands and result of the last flag-setting operation the block did in line. */
-const FA = 12, FB = 13, FR = 14;
+const FA = 14, FB = 15, FR = 16;
 /** The eight general registers while a block holds them (R0 + register number), and a scratch. */
-const R0 = 15, TMPR = 23;
+const R0 = 17, TMPR = 25;
 /** The operands and result of the operation whose flags are pending (copies of FA FB FR). */
-const PA = 24, PB = 25, PR = 26;
+const PA = 26, PB = 27, PR = 28;
 /** The TLB masks of the current privilege (fixed while a function runs), and block_stop as a slow path saw it. */
-const MR = 27, MW = 28, STOPL = 29;
+const MR = 29, MW = 30, STOPL = 31;
 /** CPU_STATE's STACK32 (fixed while a function runs: SS changes only in the interpreter). */
-const S32 = 30;
-const LOCALS: [number, number][] = [[2, I64], [28, I32]];
+const S32 = 32;
+/** The EIP an exit site goes on to. */
+const X = 33;
+const LOCALS: [number, number][] = [[2, I64], [29, I32]];
+/**
+ * How deep compiled blocks call into one another (leaveChain) before one returns to
+ * run_cached() instead: each call keeps its caller's frame until the chain returns.
+ */
+const CHAIN_DEPTH = 24;
 /** Segments compiled as flat (ES, SS, DS; FS and GS keep their checks): SEG_FLAT bits. */
 const FLAT_SEGS = (1 << 0) | (1 << 2) | (1 << 3);
 /** ESP's offset in CPU_STATE, and SS's entry in SEG_FAST (segment 2 * 16). */
@@ -207,12 +216,12 @@ function lookupBlock(L: CoreLayout, mem: DataView, phys: number): { block: Regio
  * undefined when there is nothing to compile: the block is no longer current, or its first
  * uop is one the compiler leaves to the interpreter.
  */
-export function compileRegion(L: CoreLayout, mem: DataView, hdr: number): { code: number[]; blocks: number } | undefined {
+export function compileRegion(L: CoreLayout, mem: DataView, hdr: number, slot: () => number | undefined = () => undefined): { code: number[]; blocks: number } | undefined {
   const phys = mem.getUint32(hdr + L.get('B_PHYS'), true);
   const found = lookupBlock(L, mem, phys);
   if (!found || found.block.hdr !== hdr) return undefined;
   const region = new Region(L, mem, { ...found.block, root: true }, found.gen);
-  const e = new Emitter(L, region);
+  const e = new Emitter(L, region, slot);
   const parts: { code: number[]; patches: [number, number][] }[] = [];
   for (let i = 0; i < region.blocks.length; i++) {
     if (!e.block(mem, region.blocks[i]!)) return undefined;
@@ -228,14 +237,25 @@ export function compileRegion(L: CoreLayout, mem: DataView, hdr: number): { code
   out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, L.get('V_TLB_READ_MASK')); out.push(Op.local_set, MR);
   out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, L.get('V_TLB_WRITE_MASK')); out.push(Op.local_set, MW);
   out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, cs + L.get('STACK32')); out.push(Op.local_set, S32);
+  // The root block must fit in what is left of the run, as run_cached() checks before a
+  // block: it does, but a block chained to (Emitter.leaveChain) checks here. Returning its
+  // own EIP with nothing run sends run_cached() to that check.
+  out.push(Op.local_get, C, Op.i64_const); sleb(out, region.blocks[0]!.count);
+  out.push(Op.i64_add, Op.local_get, LIMIT, Op.i64_gt_u, Op.if, VOID, Op.local_get, EIP0, Op.return, Op.end);
+  // Compiled for a flat CS (base 0, limit 4 GiB: every block of the region, all on the
+  // root's page, lies inside the limit) and flat data segments where it used them: if one
+  // is not, the interpreter runs the block instead.
+  const csAt = cs + L.get('SEG_BASE_OFF') + L.get('SEG_SIZE');
+  out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, csAt + L.get('SEG_BASE'));
+  out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, csAt + L.get('SEG_LIMIT'));
+  out.push(Op.i32_const, 0x7f, Op.i32_xor, Op.i32_or);
   if (e.flatUsed) {
-    // Compiled for flat segments: if one is not, the interpreter runs the block instead.
     out.push(Op.i32_const, 0, Op.i32_load, 2); uleb(out, L.get('SEG_FLAT'));
-    out.push(Op.i32_const); sleb(out, e.flatUsed); out.push(Op.i32_and, Op.i32_const); sleb(out, e.flatUsed); out.push(Op.i32_ne);
-    out.push(Op.if, VOID, Op.i32_const, 0, Op.i32_const); sleb(out, hdr + L.get('RECORD_SIZE'));
-    out.push(Op.i32_store, 2); uleb(out, L.get('JIT_RESUME'));
-    out.push(Op.local_get, EIP0, Op.return, Op.end);
+    out.push(Op.i32_const); sleb(out, e.flatUsed); out.push(Op.i32_and, Op.i32_const); sleb(out, e.flatUsed); out.push(Op.i32_xor, Op.i32_or);
   }
+  out.push(Op.if, VOID, Op.i32_const, 0, Op.i32_const); sleb(out, hdr + L.get('RECORD_SIZE'));
+  out.push(Op.i32_store, 2); uleb(out, L.get('JIT_RESUME'));
+  out.push(Op.local_get, EIP0, Op.return, Op.end);
   out.push(Op.loop, VOID);
   for (let i = 0; i < n; i++) out.push(Op.block, VOID);
   out.push(Op.local_get, NEXT, Op.br_table);
@@ -263,7 +283,11 @@ export function compileRegion(L: CoreLayout, mem: DataView, hdr: number): { code
 export function blockModule(memPages: number, bodies: number[][]): Uint8Array<ArrayBuffer> {
   const imports: ImportedFunc[] = HELPERS.map(([n, type]) => ({ module: 'c', name: n, type }));
   const funcs: FuncBody[] = bodies.map((code, i) => ({ type: BLOCK_TYPE, locals: LOCALS, code, export: `b${i}` }));
-  return encodeModule({ memory: { module: 'e', name: 'm', minPages: memPages }, imports, funcs });
+  // BLOCK_TYPE is type 0, for the exit sites' call_indirect through the core's table.
+  return encodeModule({
+    memory: { module: 'e', name: 'm', minPages: memPages }, table: { module: 'e', name: 't' },
+    types: [BLOCK_TYPE], imports, funcs,
+  });
 }
 
 /** The import object for a block module. */
@@ -273,7 +297,8 @@ export function blockImports(exports: Exports, memory: WebAssembly.Memory): WebA
     if (typeof exports[n] !== 'function') throw new Error(`core does not export ${n}: rebuild it`);
     c[n] = exports[n];
   }
-  return { c: c as WebAssembly.ModuleImports, e: { m: memory } };
+  if (!(exports.table instanceof WebAssembly.Table)) throw new Error('core does not export its function table: rebuild it');
+  return { c: c as WebAssembly.ModuleImports, e: { m: memory, t: exports.table } };
 }
 
 class Emitter {
@@ -287,7 +312,7 @@ class Emitter {
   private stored = 0;
   private flags: Flags | undefined;
 
-  constructor(private readonly L: CoreLayout, private readonly region: Region) {
+  constructor(private readonly L: CoreLayout, private readonly region: Region, private readonly slot: () => number | undefined) {
     this.cs = L.get('CPU_STATE');
   }
 
@@ -423,6 +448,73 @@ class Emitter {
     if (this.stored !== k) this.storeCount(k);
     this.op(Op.return);
   }
+  /**
+   * Go on at the EIP on the stack with `k` retired, outside this function: straight into
+   * the compiled block there if the exit site's slot names it and it is still what the slot
+   * says (same EIP, the TLB maps its page to the same physical page for a read at this
+   * privilege, the page's code generation unchanged), nothing asked to stop, and the chain
+   * is not CHAIN_DEPTH deep yet. The callee checks on entry what run_cached() would have
+   * (the run's budget, a flat CS so that its bytes lie inside the limit), and its EIP is
+   * returned through every block of the chain; the fetch window stays where run_cached()
+   * left it (still a true mapping: compiled code does not change the TLB), and
+   * run_cached() looks the next block up afresh after a compiled call. Else back to
+   * run_cached(), naming the slot (JIT_SITE) for it to fill with the block it finds there.
+   */
+  private leaveChain(k: number, how: { ret?: boolean; fall?: number } = {}): void {
+    const slot = this.slot();
+    if (slot === undefined) { this.leave(k); return; }
+    this.set(X);
+    this.emitFlushAll();
+    if (this.stored !== k) this.storeCount(k);
+    if (how.ret) {
+      // A RET to where the compiled CALL that chained here waits: back to its frame.
+      this.get(X); this.get(RET_TO); this.op(Op.i32_eq);
+      this.op(Op.if, VOID); this.get(X); this.op(Op.return); this.op(Op.end);
+    }
+    const call = how.fall !== undefined;
+    if (call) this.op(Op.block, VOID);
+    this.op(Op.block, VOID);
+    this.ld32(slot); this.get(X); this.op(Op.i32_ne); this.op(Op.br_if, 0);
+    this.get(X); this.i32(12); this.op(Op.i32_shr_u); this.i32(2); this.op(Op.i32_shl);
+    this.mem(Op.i32_load, 2, this.c('TLB')); this.tee(E);
+    this.get(MR); this.i32(0xfffff000); this.op(Op.i32_or); this.op(Op.i32_and);
+    this.ld32(slot + 8); this.op(Op.i32_ne); this.op(Op.br_if, 0);
+    this.get(E); this.i32(12); this.op(Op.i32_shr_u); this.i32(2); this.op(Op.i32_shl);
+    this.mem(Op.i32_load, 2, this.c('CODE_PAGE'));
+    this.ld32(slot + 12); this.op(Op.i32_ne); this.op(Op.br_if, 0);
+    this.ld32(this.c('V_BLOCK_STOP')); this.op(Op.br_if, 0);
+    this.get(DEPTH); this.i32(CHAIN_DEPTH); this.op(Op.i32_ge_u); this.op(Op.br_if, 0);
+    this.get(X); this.get(DEPTH); this.i32(1); this.op(Op.i32_add);
+    if (call) this.eipAt(how.fall!); else this.get(RET_TO);
+    this.ld32(slot + 4);
+    this.code.push(Op.call_indirect, 0, 0);
+    if (!call) {
+      this.op(Op.return);
+    } else {
+      // The callee returned: on with the next instruction here if it returned to it, as
+      // run_cached() would have gone on there, else out with whatever EIP it gave.
+      this.set(X);
+      this.get(X); this.eipAt(how.fall!); this.op(Op.i32_ne);
+      this.ld32(this.c('JIT_RESUME')); this.op(Op.i32_or);
+      this.ld32(this.c('V_BLOCK_STOP')); this.op(Op.i32_or);
+      this.op(Op.if, VOID); this.get(X); this.op(Op.return); this.op(Op.end);
+      this.op(Op.br, 1);
+    }
+    this.op(Op.end);
+    this.i32(0); this.i32(slot); this.mem(Op.i32_store, 2, this.c('JIT_SITE'));
+    this.get(X);
+    this.op(Op.return);
+    if (call) {
+      this.op(Op.end);
+      // CPU_STATE holds everything the callee left: start afresh at the next instruction.
+      this.i32(0); this.mem(Op.i64_load, 3, this.cs + this.c('INSTR_COUNT')); this.set(C);
+      this.forgetRegs();
+      this.flags = undefined;
+      this.pending = undefined;
+      this.stored = 0;
+      this.goTo(how.fall!, 0);
+    }
+  }
   private leaveAt(off: number, k: number): void {
     this.eipAt(off);
     this.leave(k);
@@ -431,22 +523,20 @@ class Emitter {
    * Go on at block offset `off` with `k` retired: into the block there if this function
    * holds it (or can take it in), else back to run_cached().
    */
-  private goTo(off: number, k: number): void {
+  private goTo(off: number, k: number, fall?: number): void {
     const j = this.region.blockAt((this.cur.phys + off) >>> 0);
-    if (j === undefined) { this.leaveAt(off, k); return; }
+    if (j === undefined) { this.eipAt(off); this.leaveChain(k, { fall }); return; }
     const to = this.region.blocks[j]!;
     this.emitFlushAll();
     // C moves on to the next block's start, and INSTR_COUNT with it.
     if (this.stored !== k) this.storeCount(k);
     if (k !== 0) { this.get(C); this.code.push(Op.i64_const); sleb(this.code, k); this.op(Op.i64_add); this.set(C); }
-    // As run_cached() would before a block: nothing asked to stop, the block fits in what is
-    // left of the run, and its bytes lie in the fetch window.
+    // As run_cached() would before a block: nothing asked to stop, and the block fits in
+    // what is left of the run. (Its bytes lie inside CS.limit: the function checked on entry
+    // that CS is flat.)
     this.ld32(this.c('V_BLOCK_STOP'));
     this.get(C); this.code.push(Op.i64_const); sleb(this.code, to.count); this.op(Op.i64_add);
     this.get(LIMIT); this.code.push(Op.i64_gt_u);
-    this.op(Op.i32_or);
-    this.eipAt(off); this.ld32(this.c('V_FW_LO')); this.op(Op.i32_sub); this.i32(to.bytes); this.op(Op.i32_add);
-    this.ld32(this.c('V_FW_LEN')); this.op(Op.i32_gt_u);
     this.op(Op.i32_or);
     this.op(Op.if, VOID);
     this.eipAt(off); this.op(Op.return);
@@ -988,9 +1078,9 @@ class Emitter {
       else if (name === 'U_CALL_M') { this.lin(r, 'SF_READ', 31); this.read(31); this.set(A); }
       this.eipAt(next); this.set(V);
       this.push(V);
-      if (name === 'U_CALL') { this.goTo((next + r.imm) | 0, k + 1); return 'end'; }
+      if (name === 'U_CALL') { this.goTo((next + r.imm) | 0, k + 1, next); return 'end'; }
       this.get(A);
-      this.leave(k + 1);
+      this.leaveChain(k + 1, { fall: next });
       return 'end';
     }
     if (name === 'U_RET' || name === 'U_RET_IMM') {
@@ -998,14 +1088,14 @@ class Emitter {
       this.pop(A);
       if (name === 'U_RET_IMM') { this.flushRegs(); this.i32(r.imm); this.call(H.jit_sp_add!); this.forgetRegs(); }
       this.get(A);
-      this.leave(k + 1);
+      this.leaveChain(k + 1, { ret: true });
       return 'end';
     }
-    if (name === 'U_JMP_R') { this.reg(r.src, 31); this.leave(k + 1); return 'end'; }
+    if (name === 'U_JMP_R') { this.reg(r.src, 31); this.leaveChain(k + 1); return 'end'; }
     if (name === 'U_JMP_M') {
       this.faultSite(at, k);
       this.lin(r, 'SF_READ', 31); this.read(31);
-      this.leave(k + 1);
+      this.leaveChain(k + 1);
       return 'end';
     }
     if (name === 'U_PUSH_R' || name === 'U_PUSH_I' || name === 'U_PUSH_M') {

@@ -32,6 +32,8 @@ export class Jit {
   private readonly tableBase: number;
   private next: number;
   private flushes: number;
+  /** The next exit-site slot to hand out (JIT_SLOTS .. JIT_SLOTS_END, 16 bytes each). */
+  private nextSlot: number;
   readonly stats: JitStats = { blocks: 0, modules: 0, skipped: 0, compileMs: 0, bytes: 0, flushes: 0, regionBlocks: 0 };
 
   constructor(private readonly exports: Record<string, unknown>, memory: WebAssembly.Memory, opts: JitOptions) {
@@ -46,8 +48,30 @@ export class Jit {
     this.tableBase = Math.max(1, table.length);
     this.next = this.tableBase;
     this.flushes = this.word('JIT_FLUSHES');
+    this.nextSlot = this.clearSlots();
     this.setThreshold(opts.threshold);
   }
+
+  /**
+   * Empty every exit-site slot: after decoded code is forgotten, code generations and table
+   * indices are handed out again from the start, so a slot's contents would name the wrong
+   * function. Returns the first slot.
+   */
+  private clearSlots(): number {
+    const lo = this.layout.get('JIT_SLOTS'), hi = this.layout.get('JIT_SLOTS_END');
+    this.words.fill(0, lo >>> 2, hi >>> 2);
+    return lo;
+  }
+
+  /**
+   * A slot for one exit site. When they run out they are handed out again from the start:
+   * a slot is only a cache that its site checks in full, so two sites may share one.
+   */
+  private slot = (): number => {
+    const s = this.nextSlot;
+    this.nextSlot = s + 16 >= this.layout.get('JIT_SLOTS_END') ? this.layout.get('JIT_SLOTS') : s + 16;
+    return s;
+  };
 
   private word(name: string): number { return this.words[this.layout.get(name) >>> 2]!; }
   private setWord(name: string, v: number): void { this.words[this.layout.get(name) >>> 2] = v >>> 0; }
@@ -80,6 +104,7 @@ export class Jit {
       this.flushes = flushes;
       this.stats.flushes++;
       this.next = this.tableBase;
+      this.nextSlot = this.clearSlots();
     }
     const queue = this.layout.get('JIT_QUEUE');
     const funcOff = this.layout.get('B_FUNC');
@@ -88,7 +113,7 @@ export class Jit {
     for (let i = 0; i < count; i++) {
       const hdr = this.words[(queue >>> 2) + i]!;
       if (this.view.getUint32(hdr + funcOff, true) !== 0) continue;
-      const fn = compileRegion(this.layout, this.view, hdr);
+      const fn = compileRegion(this.layout, this.view, hdr, this.slot);
       if (!fn) { this.stats.skipped++; continue; }
       headers.push(hdr);
       bodies.push(fn.code);

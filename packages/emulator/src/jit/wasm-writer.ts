@@ -8,7 +8,7 @@ export const I64 = 0x7e;
 /** Opcodes used by the compiler. */
 export const Op = {
   unreachable: 0x00, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, br_if: 0x0d,
-  return: 0x0f, call: 0x10, drop: 0x1a, select: 0x1b,
+  return: 0x0f, call: 0x10, call_indirect: 0x11, drop: 0x1a, select: 0x1b,
   local_get: 0x20, local_set: 0x21, local_tee: 0x22,
   i32_load: 0x28, i64_load: 0x29, i32_load8_s: 0x2c, i32_load8_u: 0x2d, i32_load16_s: 0x2e, i32_load16_u: 0x2f,
   i32_store: 0x36, i64_store: 0x37, i32_store8: 0x3a, i32_store16: 0x3b,
@@ -74,6 +74,10 @@ export interface FuncBody {
 
 export interface ModuleSpec {
   memory: { module: string; name: string; minPages: number };
+  /** An imported funcref table (table 0), for call_indirect. */
+  table?: { module: string; name: string };
+  /** Types to number first (0, 1, ...), so that code can name them before encoding. */
+  types?: FuncType[];
   imports: ImportedFunc[];
   funcs: FuncBody[];
 }
@@ -94,6 +98,7 @@ export function encodeModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
     }
     return i;
   };
+  for (const t of spec.types ?? []) typeOf(t);
   for (const f of spec.imports) typeOf(f.type);
   for (const f of spec.funcs) typeOf(f.type);
 
@@ -110,11 +115,16 @@ export function encodeModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
   section(out, 1, typeSec);
 
   const importSec: number[] = [];
-  uleb(importSec, spec.imports.length + 1);
+  uleb(importSec, spec.imports.length + 1 + (spec.table ? 1 : 0));
   name(importSec, spec.memory.module);
   name(importSec, spec.memory.name);
   importSec.push(0x02, 0x00);
   uleb(importSec, spec.memory.minPages);
+  if (spec.table) {
+    name(importSec, spec.table.module);
+    name(importSec, spec.table.name);
+    importSec.push(0x01, 0x70, 0x00, 0x00); // funcref, no minimum
+  }
   for (const f of spec.imports) {
     name(importSec, f.module);
     name(importSec, f.name);
