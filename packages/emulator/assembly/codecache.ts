@@ -31,7 +31,7 @@ import {
 import {
   vread32, read8, read16, read32, write8, write16, write32, seg_check_fast, seg_fast_refresh,
   check_write_lin_fast, ATTR_READ_OK, ATTR_WRITE_OK, SF_READ, SF_WRITE, SF_RMW, fw_lo, fw_len,
-  fw_host, fetch_window_try, TLB_VALID_BIT, block_stop, clear_block_stop, set_in_block, code_page_gen, code_page_register, code_pages_clear,
+  fw_host, fetch_window_try, TLB_VALID_BIT, V_BLOCK_STOP, block_stop, clear_block_stop, set_in_block, code_page_gen, code_page_register, code_pages_clear,
 } from './memory';
 import { push32, pop32, sp, sp_add, set_sp, reset_prefixes, set_prefix_seg } from './decode';
 import { string_op } from './string';
@@ -154,6 +154,15 @@ export const U_STRING: u32 = 161;
 // IN and OUT, the port in R_IMM or DX, sub = size. A device may raise an interrupt line or
 // ask the host loop to stop, so they end the block and the run goes on only as run() would.
 export const U_IN_I: u32 = 162; export const U_IN_D: u32 = 163; export const U_OUT_I: u32 = 164; export const U_OUT_D: u32 = 165;
+/**
+ * An instruction left to step() that cannot change what a block depends on (no control
+ * transfer, no segment, mode, paging, privilege or IF/TF change): bit tests, CMPXCHG, XADD,
+ * BSWAP, BSF/BSR, SHLD/SHRD, flag ops, RDTSC, the x87, 8- and 16-bit MUL/DIV, LOCK forms and
+ * REP strings. The interpreter runs it as U_INTERP and ends the block there (R_LEN is 0, so
+ * EIP stays on it); the decoder goes on after it (its length in R_IMM), so that compiled code
+ * can run it through step() (jit_step) and carry on in the block.
+ */
+export const U_STEP: u32 = 166;
 
 // ---------------------------------------------------------------------------------------
 // The decode table: one entry per opcode, 0x000-0x0FF and 0F xx at 0x100-0x1FF. It says
@@ -206,6 +215,7 @@ const F_IN_I: u32 = 40;    // IN from an imm8 port
 const F_IN_D: u32 = 41;    // IN from port DX
 const F_OUT_I: u32 = 42;
 const F_OUT_D: u32 = 43;
+const F_STEP: u32 = 44;    // U_STEP: decoded for its length only
 
 // Entry bits: form in 0-7, sub in 8-11, immediate kind in 12-14, flags above.
 const IB: u32 = 1 << 12;   // imm8
@@ -261,7 +271,7 @@ const DECODE_TABLE: StaticArray<u32> = [
   F_MOV_EG | M | B | W, F_MOV_EG | M | W, F_MOV_GE | M | B | W, F_MOV_GE | M | W, 0, F_LEA | M, 0, 0,
   // 0x90
   F_NOP | W, F_XCHG_AR, F_XCHG_AR, F_XCHG_AR, F_XCHG_AR, F_XCHG_AR, F_XCHG_AR, F_XCHG_AR,
-  F_CWDE, F_CDQ, 0, 0, 0, 0, 0, 0,
+  F_CWDE, F_CDQ, 0, F_STEP | W, 0, 0, F_STEP | W, F_STEP | W,
   // 0xA0
   F_MOV_AO | IMO | B | W, F_MOV_AO | IMO | W, F_MOV_OA | IMO | B | W, F_MOV_OA | IMO | W,
   F_STRING | B | W, F_STRING | W, F_STRING | B | W | 0x100, F_STRING | W | 0x100,
@@ -277,19 +287,21 @@ const DECODE_TABLE: StaticArray<u32> = [
   0, F_LEAVE, 0, 0, 0, 0, 0, 0,
   // 0xD0
   F_GRP2 | M | B | W | 0x100, F_GRP2 | M | W | 0x100, F_GRP2 | M | B | W | 0x200, F_GRP2 | M | W | 0x200, 0, 0, 0, 0,
-  0, 0, 0, 0, 0, 0, 0, 0,
+  // 0xD8: the x87
+  F_STEP | M | W, F_STEP | M | W, F_STEP | M | W, F_STEP | M | W, F_STEP | M | W, F_STEP | M | W, F_STEP | M | W, F_STEP | M | W,
   // 0xE0
   0, 0, 0, 0, F_IN_I | IB | B | W, F_IN_I | IB | W, F_OUT_I | IB | B | W, F_OUT_I | IB | W,
   F_CALL | IZ, F_JMP | IZ, 0, F_JMP | IBS, F_IN_D | B | W, F_IN_D | W, F_OUT_D | B | W, F_OUT_D | W,
   // 0xF0
-  0, 0, 0, 0, 0, 0, F_GRP3 | M | B, F_GRP3 | M | W,
-  0, 0, 0, 0, 0, 0, F_GRP4 | M | B | W, F_GRP5 | M | W,
+  0, 0, 0, 0, 0, F_STEP | W, F_GRP3 | M | B | W, F_GRP3 | M | W,
+  F_STEP | W, F_STEP | W, 0, 0, F_STEP | W, F_STEP | W, F_GRP4 | M | B | W, F_GRP5 | M | W,
 
   // 0F 00 .. 0F 3F
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  // 0F 31: RDTSC
+  0, F_STEP | W, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   // 0F 40: CMOVcc
   F_CMOV | M, F_CMOV | M | 0x100, F_CMOV | M | 0x200, F_CMOV | M | 0x300,
   F_CMOV | M | 0x400, F_CMOV | M | 0x500, F_CMOV | M | 0x600, F_CMOV | M | 0x700,
@@ -309,13 +321,15 @@ const DECODE_TABLE: StaticArray<u32> = [
   F_SETCC | M | 0x400, F_SETCC | M | 0x500, F_SETCC | M | 0x600, F_SETCC | M | 0x700,
   F_SETCC | M | 0x800, F_SETCC | M | 0x900, F_SETCC | M | 0xa00, F_SETCC | M | 0xb00,
   F_SETCC | M | 0xc00, F_SETCC | M | 0xd00, F_SETCC | M | 0xe00, F_SETCC | M | 0xf00,
-  // 0F A0
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, F_IMUL_GE | M,
-  // 0F B0
-  0, 0, 0, 0, 0, 0, F_MOVX | M, F_MOVX | M | 0x100, 0, 0, 0, 0, 0, 0, F_MOVX | M | 0x200, F_MOVX | M | 0x300,
-  // 0F C0 .. 0F FF
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  // 0F A0: BT, SHLD, BTS, SHRD
+  0, 0, 0, F_STEP | M | W, F_STEP | M | IB | W, F_STEP | M | W, 0, 0,
+  0, 0, 0, F_STEP | M | W, F_STEP | M | IB | W, F_STEP | M | W, 0, F_IMUL_GE | M,
+  // 0F B0: CMPXCHG, BTR, group 8 (BT* imm8), BTC, BSF, BSR
+  F_STEP | M | W, F_STEP | M | W, 0, F_STEP | M | W, 0, 0, F_MOVX | M, F_MOVX | M | 0x100,
+  0, 0, F_STEP | M | IB | W, F_STEP | M | W, F_STEP | M | W, F_STEP | M | W, F_MOVX | M | 0x200, F_MOVX | M | 0x300,
+  // 0F C0: XADD, CMPXCHG8B, BSWAP
+  F_STEP | M | W, F_STEP | M | W, 0, 0, 0, 0, 0, F_STEP | M | W,
+  F_STEP | W, F_STEP | W, F_STEP | W, F_STEP | W, F_STEP | W, F_STEP | W, F_STEP | W, F_STEP | W,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
@@ -363,6 +377,8 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
   let seg: i32 = -1;
   let o16 = false;
   let repz = false;
+  let repnz = false;
+  let lock = false;
   let op: u32 = 0;
   while (true) {
     const b = dbyte();
@@ -370,14 +386,18 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
     if (b == 0x64 || b == 0x65) { seg = <i32>(b - 0x60); continue; }
     if (b == 0x66) { o16 = true; continue; }
     if (b == 0xf3) { repz = true; continue; }
+    if (b == 0xf2) { repnz = true; continue; }
+    if (b == 0xf0) { lock = true; continue; }
     op = b == 0x0f ? 0x100 | dbyte() : b;
     break;
   }
-  // F3 90 is PAUSE, a NOP here; REP on anything else runs in the interpreter.
-  if (dbad || di > 4 || (repz && op != 0x90)) return 0;
+  if (dbad || di > 4) return 0;
   const e = decode_entry(op);
   const form = e & 0xff;
   if (form == F_NONE || (o16 && (e & W) == 0)) return 0;
+  // F3 90 is PAUSE, a NOP here; REP strings are U_STEP; REP on anything else is left to
+  // the interpreter.
+  if ((repz || repnz) && form != F_STRING && !(repz && !repnz && op == 0x90)) return 0;
   let sub = (e >> 8) & 15;
   const sh: u32 = (e & B) ? 7 : o16 ? 15 : 31;
 
@@ -506,7 +526,7 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
       if (reg < 2) {
         if (isMem) uop = U_TEST_MI32 + szIdx; else { uop = U_TEST_RI32 + szIdx; dst = reg_off(rm, sh); }
       } else if (sh != 31) {
-        return 0;
+        uop = U_STEP;
       } else if (isMem) {
         uop = U_GRP3_M32;
       } else {
@@ -555,12 +575,26 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
     case F_CWDE: uop = U_CWDE; break;
     case F_CDQ: uop = U_CDQ; break;
     case F_LEAVE: uop = U_LEAVE; break;
-    case F_STRING: uop = U_STRING; dst = (sh + 1) >> 3; break;
+    case F_STRING: uop = repz || repnz ? U_STEP : U_STRING; dst = (sh + 1) >> 3; break;
+    case F_STEP: uop = U_STEP; break;
     case F_IN_I: uop = U_IN_I; sub = (sh + 1) >> 3; break;
     case F_IN_D: uop = U_IN_D; sub = (sh + 1) >> 3; break;
     case F_OUT_I: uop = U_OUT_I; sub = (sh + 1) >> 3; break;
     case F_OUT_D: uop = U_OUT_D; sub = (sh + 1) >> 3; break;
     default: return 0;
+  }
+  // LOCK: step() runs the forms that can take it (a read-modify-write of a memory operand)
+  // and raises #UD for the others; anything else with LOCK is left to the interpreter.
+  if (lock) {
+    if (!isMem || !(form == F_ALU_EG || form == F_GRP1 || form == F_GRP3 || form == F_GRP4 ||
+      form == F_GRP5 || form == F_XCHG_EG || form == F_STEP)) return 0;
+    uop = U_STEP;
+  }
+  if (uop == U_STEP) {
+    store<u8>(rec + R_UOP, <u8>uop);
+    store<u8>(rec + R_LEN, 0);
+    store<u32>(rec + R_IMM, len);
+    return len;
   }
   store<u8>(rec + R_UOP, <u8>uop);
   store<u8>(rec + R_LEN, <u8>len);
@@ -967,7 +1001,7 @@ export function run_cached(budget: u64): u32 {
       const at = eip;
       eip += load<u8>(rec, R_LEN);
       switch (<u32>load<u8>(rec, R_UOP)) {
-        case U_INTERP: {
+        case U_INTERP: case U_STEP: {
           // step() sets EIP_START and ESP_START itself.
           store<u32>(CPU_STATE + REG_EIP, eip);
           set_in_block(false);
@@ -1311,3 +1345,16 @@ export function jit_pop32(): u32 { return spop32(); }
 export function jit_leave(): void { leave32(); }
 /** RET imm16's release of the stack, after its pop. */
 export function jit_sp_add(n: u32): void { set_sp(sp_add(sp(), n)); }
+/**
+ * A U_STEP or U_STRING record in compiled code (REG_EIP set to its first byte, CPU_STATE up
+ * to date): step() runs it. Returns nonzero when the block must not go on to `next`: EIP is
+ * elsewhere (REG_EIP says where: a REP chunk restarting itself), or block_stop is set, which
+ * this also sets when the run must return to run() (an interrupt line raised).
+ */
+export function jit_step(next: u32): u32 {
+  set_in_block(false);
+  step();
+  set_in_block(true);
+  if (!blocks_may_run()) store<u32>(V_BLOCK_STOP, 1);
+  return load<u32>(CPU_STATE + REG_EIP) != next || block_stop() ? 1 : 0;
+}

@@ -19,7 +19,7 @@ export function heap_base(): usize { return __heap_base; }
 export {
   RECORD_SIZE, B_PHYS, H_PHYS, H_GEN, H_RECORDS, H_SHAPE, R_UOP, R_LEN, R_DST, R_SRC, R_BASE, R_INDEX_SCALE, R_SEG, R_SUB, R_DISP, R_IMM, B_RUNS, B_FUNC,
   jit_seg, jit_read8, jit_read16, jit_read32, jit_write8, jit_write16, jit_write32, jit_check_write,
-  jit_test_cc, jit_alu, jit_keep_cf, jit_shift, jit_imul, jit_grp3, jit_push32, jit_pop32, jit_leave, jit_sp_add,
+  jit_test_cc, jit_alu, jit_keep_cf, jit_shift, jit_imul, jit_grp3, jit_push32, jit_pop32, jit_leave, jit_sp_add, jit_step,
 } from './codecache';
 export {
   SF_BASE, SF_READ, SF_WRITE, SF_RMW, ATTR_READ_OK, ATTR_WRITE_OK, V_TLB_READ_MASK, V_TLB_WRITE_MASK, V_BLOCK_STOP, V_FW_LO, V_FW_LEN, TLB_VALID_BIT,
@@ -48,5 +48,5 @@ export {
   U_CMP_RR32_JG, U_CMP_RI32_JB, U_CMP_RI32_JAE, U_CMP_RI32_JE, U_CMP_RI32_JNE, U_CMP_RI32_JBE,
   U_CMP_RI32_JA, U_CMP_RI32_JL, U_CMP_RI32_JGE, U_CMP_RI32_JLE, U_CMP_RI32_JG, U_TEST_RR32_JE,
   U_TEST_RR32_JNE, U_TEST_RI32_JE, U_TEST_RI32_JNE, U_DEC_R32_JNE, U_STRING, U_IN_I, U_IN_D,
-  U_OUT_I, U_OUT_D,
+  U_OUT_I, U_OUT_D, U_STEP,
 } from './codecache';

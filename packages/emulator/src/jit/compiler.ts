@@ -17,8 +17,11 @@
 // - block_stop (a write to decoded code, MMIO) can only be set on a helper path: the
 //   instruction leaves the function after it if that path saw it set, as the interpreter
 //   stops after a memory operand.
-// - A uop it does not compile ends the function with JIT_RESUME naming the record, and the
-//   interpreter goes on from there; blocks that begin with one are not compiled at all.
+// - U_STEP and U_STRING records run through step() (jit_step) in the block; a uop it does
+//   not compile ends the function with JIT_RESUME naming the record, and the interpreter
+//   goes on from there; blocks that begin with one are not compiled at all.
+// - An exit to code outside the function goes straight into the compiled block there when
+//   the exit site's slot names it (leaveChain); a CALL waits for its callee's RET.
 // - Conditions read flags the block itself just set from the operands in locals, as the
 //   fused records do; otherwise the lazy-flag helper answers.
 
@@ -49,6 +52,7 @@ const HELPERS: [string, FuncType][] = [
   ['jit_pop32', { params: [], results: [I32] }],
   ['jit_leave', { params: [], results: [] }],
   ['jit_sp_add', { params: [I32], results: [] }],
+  ['jit_step', { params: [I32], results: [I32] }],
 ];
 const H = Object.fromEntries(HELPERS.map(([n], i) => [n, i])) as Record<string, number>;
 const READ_HELPER: Record<number, number> = { 7: H.jit_read8!, 15: H.jit_read16!, 31: H.jit_read32! };
@@ -1169,7 +1173,22 @@ class Emitter {
     }
     if (name === 'U_CWDE') { this.reg(0, 15); this.op(Op.i32_extend16_s); this.putReg(0, 31); return 1; }
     if (name === 'U_CDQ') { this.reg(0, 31); this.i32(31); this.op(Op.i32_shr_s); this.putReg(8, 31); return 1; }
-    // Everything else (U_INTERP, string ops, port I/O): the interpreter goes on from here.
+    if (name === 'U_STEP' || name === 'U_STRING') {
+      // step() runs it from CPU_STATE, as the interpreter's U_INTERP does, and the block
+      // goes on after it unless EIP is elsewhere or the run must stop (jit_step).
+      this.mayFault(at, k);
+      this.i32(0); this.eipAt(at); this.mem(Op.i32_store, 2, this.cs + this.c('REG_EIP'));
+      this.eipAt(next);
+      this.call(H.jit_step!);
+      this.forgetRegs();
+      this.flags = undefined;
+      this.op(Op.if, VOID);
+      this.ld32(this.cs + this.c('REG_EIP'));
+      this.leave(k + 1);
+      this.op(Op.end);
+      return 1;
+    }
+    // Everything else (U_INTERP, port I/O): the interpreter goes on from here.
     if (index === 0 && this.cur.root) return 'stop';
     this.resume(at, k, r.addr);
     return 'end';
@@ -1204,7 +1223,8 @@ function readRec(L: CoreLayout, mem: DataView, addr: number): Rec {
   return {
     addr,
     uop: mem.getUint8(addr + f.UOP),
-    len: mem.getUint8(addr + f.LEN),
+    // U_STEP keeps R_LEN 0 for the interpreter, which runs it as U_INTERP; its length is in R_IMM.
+    len: mem.getUint8(addr + f.UOP) === L.c.U_STEP ? mem.getUint32(addr + f.IMM, true) : mem.getUint8(addr + f.LEN),
     dst: mem.getUint8(addr + f.DST),
     src: mem.getUint8(addr + f.SRC),
     base: mem.getUint8(addr + f.BASE),
