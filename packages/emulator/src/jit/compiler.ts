@@ -203,11 +203,13 @@ export class Region {
 /** The decoded block at `phys` from the core's block hash, if it is there. */
 function lookupBlock(L: CoreLayout, mem: DataView, phys: number): { block: RegionBlock; gen: number } | undefined {
   const entries = L.get('BLOCK_HASH_ENTRIES');
-  const h = L.get('BLOCK_HASH') + (Math.imul(phys, 0x9e3779b1) >>> (32 - Math.log2(entries))) * 16;
-  if (mem.getUint32(h + L.get('H_PHYS'), true) !== phys) return undefined;
-  const gen = mem.getUint32(h + L.get('H_GEN'), true);
+  // Two ways (codecache.ts hash_entry).
   const pageGen = mem.getUint32(L.get('CODE_PAGE') + (phys >>> 12) * 4, true);
-  if (gen === 0 || gen !== pageGen) return undefined;
+  const current = (e: number) => mem.getUint32(e + L.get('H_PHYS'), true) === phys && mem.getUint32(e + L.get('H_GEN'), true) === pageGen;
+  let h = L.get('BLOCK_HASH') + ((Math.imul(phys, 0x9e3779b1) >>> (32 - Math.log2(entries))) & ~1) * 16;
+  if (!current(h)) h += 16;
+  if (pageGen === 0 || !current(h)) return undefined;
+  const gen = pageGen;
   const records = mem.getUint32(h + L.get('H_RECORDS'), true);
   const shape = mem.getUint32(h + L.get('H_SHAPE'), true);
   const hdr = records - L.get('RECORD_SIZE');
