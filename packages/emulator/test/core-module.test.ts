@@ -81,10 +81,15 @@ describe('the CPU core module', () => {
       }
       // The core's function table, through which exit sites chain to other compiled blocks.
       expect(imports.filter((f) => (f.descr as Node).type === 'Table').map((f) => `${f.module}.${f.name}`)).toEqual(['e.t']);
-      // Each block function takes the block's EIP, the chain's depth and the return address a
-      // compiled CALL in the chain waits for, and returns the next EIP.
-      for (const fn of gen.filter((f) => f.type === 'Func')) {
-        expect(JSON.stringify((fn.signature as Node).params)).toBe('[{"valtype":"i32"},{"valtype":"i32"},{"valtype":"i32"}]');
+      // Each exported block function takes the block's EIP, the chain's depth and the return
+      // address a compiled CALL in the chain waits for, and returns the next EIP; the one
+      // function not exported is the chain function, which also takes the exit site's slot.
+      const funcs = gen.filter((f) => f.type === 'Func');
+      const exportedIds = new Set(gen.filter((f) => f.type === 'ModuleExport').map((f) => ((f.descr as Node).id as unknown as { value: number }).value));
+      const own = funcs.map((fn, i) => ({ fn, exported: exportedIds.has(imports.filter((x) => (x.descr as Node).type === 'FuncImportDescr').length + i) }));
+      expect(own.filter((f) => !f.exported)).toHaveLength(1);
+      for (const { fn, exported: isBlock } of own) {
+        expect(JSON.stringify((fn.signature as Node).params)).toBe(JSON.stringify(Array(isBlock ? 3 : 4).fill({ valtype: 'i32' })));
         expect((fn.signature as Node).results).toEqual(['i32']);
       }
     }

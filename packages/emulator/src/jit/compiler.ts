@@ -285,10 +285,54 @@ export function compileRegion(L: CoreLayout, mem: DataView, hdr: number, slot: (
   return { code: out, blocks: n };
 }
 
+/** The function index of a module's chain function (chainFunction), the first after the imports. */
+const CHAIN = HELPERS.length;
+const CHAIN_TYPE: FuncType = { params: [I32, I32, I32, I32], results: [I32] };
+
+/**
+ * The chain function every module holds: `(eip, depth, retTo, slot) -> eip`, for an exit
+ * site (Emitter.leaveChain) whose state is all in CPU_STATE. It calls the compiled block at
+ * `eip` if the site's slot names it and it is still what the slot says: the same EIP, the
+ * TLB maps its page to the same physical page for a read at this privilege, and the page's
+ * code generation is unchanged; and if nothing asked to stop and the chain is not
+ * CHAIN_DEPTH deep yet. The callee checks on entry what run_cached() would have (the run's
+ * budget, a flat CS so that its bytes lie inside the limit), and its EIP comes back through
+ * every block of the chain; the fetch window stays where run_cached() left it (still a true
+ * mapping: compiled code does not change the TLB), and run_cached() looks the next block up
+ * afresh after a compiled call. Otherwise it names the slot (JIT_SITE), for run_cached() to
+ * fill with the block it finds at `eip`, and returns `eip`.
+ */
+function chainFunction(L: CoreLayout): number[] {
+  const P_EIP = 0, P_DEPTH = 1, P_RET = 2, P_SLOT = 3, L_E = 4;
+  const o: number[] = [];
+  const ld = (addr: number) => { o.push(Op.i32_const, 0, Op.i32_load, 2); uleb(o, addr); };
+  const slotField = (off: number) => { o.push(Op.local_get, P_SLOT, Op.i32_load, 2); uleb(o, off); };
+  o.push(Op.block, VOID);
+  slotField(0); o.push(Op.local_get, P_EIP, Op.i32_ne, Op.br_if, 0);
+  o.push(Op.local_get, P_EIP, Op.i32_const, 12, Op.i32_shr_u, Op.i32_const, 2, Op.i32_shl, Op.i32_load, 2); uleb(o, L.get('TLB'));
+  o.push(Op.local_tee, L_E);
+  ld(L.get('V_TLB_READ_MASK')); o.push(Op.i32_const); sleb(o, 0xfffff000); o.push(Op.i32_or, Op.i32_and);
+  slotField(8); o.push(Op.i32_ne, Op.br_if, 0);
+  o.push(Op.local_get, L_E, Op.i32_const, 12, Op.i32_shr_u, Op.i32_const, 2, Op.i32_shl, Op.i32_load, 2); uleb(o, L.get('CODE_PAGE'));
+  slotField(12); o.push(Op.i32_ne, Op.br_if, 0);
+  ld(L.get('V_BLOCK_STOP')); o.push(Op.br_if, 0);
+  o.push(Op.local_get, P_DEPTH, Op.i32_const); sleb(o, CHAIN_DEPTH); o.push(Op.i32_ge_u, Op.br_if, 0);
+  o.push(Op.local_get, P_EIP, Op.local_get, P_DEPTH, Op.i32_const, 1, Op.i32_add, Op.local_get, P_RET);
+  slotField(4);
+  o.push(Op.call_indirect, 0, 0, Op.return);
+  o.push(Op.end);
+  o.push(Op.i32_const, 0, Op.local_get, P_SLOT, Op.i32_store, 2); uleb(o, L.get('JIT_SITE'));
+  o.push(Op.local_get, P_EIP);
+  return o;
+}
+
 /** A module holding `bodies`, exported as b0, b1, ... */
-export function blockModule(memPages: number, bodies: number[][]): Uint8Array<ArrayBuffer> {
+export function blockModule(L: CoreLayout, memPages: number, bodies: number[][]): Uint8Array<ArrayBuffer> {
   const imports: ImportedFunc[] = HELPERS.map(([n, type]) => ({ module: 'c', name: n, type }));
-  const funcs: FuncBody[] = bodies.map((code, i) => ({ type: BLOCK_TYPE, locals: LOCALS, code, export: `b${i}` }));
+  const funcs: FuncBody[] = [
+    { type: CHAIN_TYPE, locals: [[1, I32]], code: chainFunction(L) },
+    ...bodies.map((code, i): FuncBody => ({ type: BLOCK_TYPE, locals: LOCALS, code, export: `b${i}` })),
+  ];
   // BLOCK_TYPE is type 0, for the exit sites' call_indirect through the core's table.
   return encodeModule({
     memory: { module: 'e', name: 'm', minPages: memPages }, table: { module: 'e', name: 't' },
@@ -455,16 +499,9 @@ class Emitter {
     this.op(Op.return);
   }
   /**
-   * Go on at the EIP on the stack with `k` retired, outside this function: straight into
-   * the compiled block there if the exit site's slot names it and it is still what the slot
-   * says (same EIP, the TLB maps its page to the same physical page for a read at this
-   * privilege, the page's code generation unchanged), nothing asked to stop, and the chain
-   * is not CHAIN_DEPTH deep yet. The callee checks on entry what run_cached() would have
-   * (the run's budget, a flat CS so that its bytes lie inside the limit), and its EIP is
-   * returned through every block of the chain; the fetch window stays where run_cached()
-   * left it (still a true mapping: compiled code does not change the TLB), and
-   * run_cached() looks the next block up afresh after a compiled call. Else back to
-   * run_cached(), naming the slot (JIT_SITE) for it to fill with the block it finds there.
+   * Go on at the EIP on the stack with `k` retired, outside this function: through the
+   * module's chain function (chainFunction) with this exit site's slot, straight into the
+   * compiled block there if it can; a CALL waits for its callee to come back to `how.fall`.
    */
   private leaveChain(k: number, how: { ret?: boolean; fall?: number } = {}): void {
     const slot = this.slot();
@@ -478,48 +515,25 @@ class Emitter {
       this.op(Op.if, VOID); this.get(X); this.op(Op.return); this.op(Op.end);
     }
     const call = how.fall !== undefined;
-    if (call) this.op(Op.block, VOID);
-    this.op(Op.block, VOID);
-    this.ld32(slot); this.get(X); this.op(Op.i32_ne); this.op(Op.br_if, 0);
-    this.get(X); this.i32(12); this.op(Op.i32_shr_u); this.i32(2); this.op(Op.i32_shl);
-    this.mem(Op.i32_load, 2, this.c('TLB')); this.tee(E);
-    this.get(MR); this.i32(0xfffff000); this.op(Op.i32_or); this.op(Op.i32_and);
-    this.ld32(slot + 8); this.op(Op.i32_ne); this.op(Op.br_if, 0);
-    this.get(E); this.i32(12); this.op(Op.i32_shr_u); this.i32(2); this.op(Op.i32_shl);
-    this.mem(Op.i32_load, 2, this.c('CODE_PAGE'));
-    this.ld32(slot + 12); this.op(Op.i32_ne); this.op(Op.br_if, 0);
-    this.ld32(this.c('V_BLOCK_STOP')); this.op(Op.br_if, 0);
-    this.get(DEPTH); this.i32(CHAIN_DEPTH); this.op(Op.i32_ge_u); this.op(Op.br_if, 0);
-    this.get(X); this.get(DEPTH); this.i32(1); this.op(Op.i32_add);
+    this.get(X); this.get(DEPTH);
     if (call) this.eipAt(how.fall!); else this.get(RET_TO);
-    this.ld32(slot + 4);
-    this.code.push(Op.call_indirect, 0, 0);
-    if (!call) {
-      this.op(Op.return);
-    } else {
-      // The callee returned: on with the next instruction here if it returned to it, as
-      // run_cached() would have gone on there, else out with whatever EIP it gave.
-      this.set(X);
-      this.get(X); this.eipAt(how.fall!); this.op(Op.i32_ne);
-      this.ld32(this.c('JIT_RESUME')); this.op(Op.i32_or);
-      this.ld32(this.c('V_BLOCK_STOP')); this.op(Op.i32_or);
-      this.op(Op.if, VOID); this.get(X); this.op(Op.return); this.op(Op.end);
-      this.op(Op.br, 1);
-    }
-    this.op(Op.end);
-    this.i32(0); this.i32(slot); this.mem(Op.i32_store, 2, this.c('JIT_SITE'));
-    this.get(X);
-    this.op(Op.return);
-    if (call) {
-      this.op(Op.end);
-      // CPU_STATE holds everything the callee left: start afresh at the next instruction.
-      this.i32(0); this.mem(Op.i64_load, 3, this.cs + this.c('INSTR_COUNT')); this.set(C);
-      this.forgetRegs();
-      this.flags = undefined;
-      this.pending = undefined;
-      this.stored = 0;
-      this.goTo(how.fall!, 0);
-    }
+    this.i32(slot);
+    this.call(CHAIN);
+    if (!call) { this.op(Op.return); return; }
+    // The callee returned: on with the next instruction here if it returned to it, as
+    // run_cached() would have gone on there, else out with whatever EIP it gave.
+    this.set(X);
+    this.get(X); this.eipAt(how.fall!); this.op(Op.i32_ne);
+    this.ld32(this.c('JIT_RESUME')); this.op(Op.i32_or);
+    this.ld32(this.c('V_BLOCK_STOP')); this.op(Op.i32_or);
+    this.op(Op.if, VOID); this.get(X); this.op(Op.return); this.op(Op.end);
+    // CPU_STATE holds everything the callee left: start afresh at the next instruction.
+    this.i32(0); this.mem(Op.i64_load, 3, this.cs + this.c('INSTR_COUNT')); this.set(C);
+    this.forgetRegs();
+    this.flags = undefined;
+    this.pending = undefined;
+    this.stored = 0;
+    this.goTo(how.fall!, 0);
   }
   private leaveAt(off: number, k: number): void {
     this.eipAt(off);

@@ -122,7 +122,7 @@ export class Jit {
     this.setWord('JIT_QUEUE_COUNT', 0);
     if (bodies.length === 0) return;
     if (process.env.FTX86_TEST_JIT_FAIL) throw new Error('FTX86_TEST_JIT_FAIL (test hook)');
-    const bytes = blockModule(this.memPages, bodies);
+    const bytes = blockModule(this.layout, this.memPages, bodies);
     this.onModule?.(bytes);
     const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
     this.stats.bytes += bytes.length;
