@@ -796,6 +796,35 @@ class Emitter {
   private keepPending(): void {
     this.get(FA); this.set(PA); this.get(FB); this.set(PB); this.get(FR); this.set(PR);
   }
+  /**
+   * SHL/SAL (sub 4, 6), SHR (5) or SAR (7) of a 32-bit register by `c` (1-31), in line as
+   * the interpreter's shift_fast(): CF and OF (AF cleared) go to EFLAGS, and ZF SF PF are
+   * left lazy, as after a logical operation on the result.
+   */
+  private shiftInline(sub: number, c: number, dst: number): void {
+    this.reg(dst, 31); this.set(A);
+    this.flushFlags();
+    this.get(A); this.i32(c); this.op(sub === 5 ? Op.i32_shr_u : sub === 7 ? Op.i32_shr_s : Op.i32_shl); this.set(V);
+    // CF: the last bit shifted out.
+    this.get(A);
+    if (sub === 5 || sub === 7) { this.i32(c - 1); this.op(sub === 5 ? Op.i32_shr_u : Op.i32_shr_s); } else { this.i32(32 - c); this.op(Op.i32_shr_u); }
+    this.i32(1); this.op(Op.i32_and); this.set(B);
+    const eflags = this.cs + this.c('REG_EFLAGS');
+    this.i32(0);
+    this.ld32(eflags); this.i32(~(0x1 | 0x10 | 0x800)); this.op(Op.i32_and);
+    this.get(B); this.op(Op.i32_or);
+    // OF: SHL the top bit of the result xor CF, SHR the operand's top bit, SAR 0.
+    if (sub !== 7) {
+      if (sub === 5) { this.get(A); this.i32(31); this.op(Op.i32_shr_u); } else { this.get(V); this.i32(31); this.op(Op.i32_shr_u); this.get(B); this.op(Op.i32_xor); }
+      this.i32(11); this.op(Op.i32_shl); this.op(Op.i32_or);
+    }
+    this.mem(Op.i32_store, 2, eflags);
+    this.i32(0); this.get(V); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
+    this.i32(0); this.i32(this.c('LF_LOGIC') | (31 << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
+    this.i32(0); this.i32(0x40 | 0x80 | 0x4); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+    this.get(V); this.putReg(dst, 31);
+    this.flags = undefined;
+  }
   /** The lazy flags of an operation on FA FB with result FR (as set_lazy()), pending. */
   private setLazy(kind: Flags['kind'], sh: number): void {
     this.keepPending();
@@ -1046,6 +1075,10 @@ class Emitter {
       const byCl = m[2] === 'C';
       if (!byCl && (r.imm & 31) === 0 && m[1] === 'R') return 1;
       const count = () => { if (byCl) { this.reg(4, 7); this.i32(31); this.op(Op.i32_and); } else this.i32(r.imm & 31); };
+      if (!byCl && sh === 31 && r.sub >= 4 && m[1] === 'R') {
+        this.shiftInline(r.sub, r.imm & 31, r.dst);
+        return 1;
+      }
       if (m[1] === 'M') {
         this.faultSite(at, k);
         this.lin(r, 'SF_RMW', sh);
