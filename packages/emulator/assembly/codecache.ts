@@ -23,6 +23,7 @@ import {
   INTR_LINE, NMI_PENDING, HALTED, SHUTDOWN, HOST_REQUEST, CODE_CACHE_OFF,
   BLOCK_HASH, BLOCK_HASH_ENTRIES, BLOCK_ARENA, BLOCK_ARENA_END, LF_RES, LF_KIND, LF_MASK,
   JIT_THRESHOLD, JIT_QUEUE, JIT_QUEUE_COUNT, JIT_QUEUE_MAX, JIT_RESUME, JIT_FLUSHES, JIT_LIMIT, JIT_RETIRED, JIT_SITE,
+  JIT_SLOT_EIP, JIT_SLOT_FN, JIT_SLOT_TAG, JIT_SLOT_GEN,
 } from './layout';
 import {
   reg32, set_reg32, reg16, set_reg16, reg8, set_reg8, test_cc_inline, seg_attr, get_cf, FLAG_TF, FLAG_IF,
@@ -590,14 +591,10 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
       form == F_GRP5 || form == F_XCHG_EG || form == F_STEP)) return 0;
     uop = U_STEP;
   }
-  if (uop == U_STEP) {
-    store<u8>(rec + R_UOP, <u8>uop);
-    store<u8>(rec + R_LEN, 0);
-    store<u32>(rec + R_IMM, len);
-    return len;
-  }
+  // U_STEP keeps its length in R_IMM: R_LEN 0 leaves EIP on it for the interpreter.
+  const step = uop == U_STEP;
   store<u8>(rec + R_UOP, <u8>uop);
-  store<u8>(rec + R_LEN, <u8>len);
+  store<u8>(rec + R_LEN, <u8>(step ? 0 : len));
   store<u8>(rec + R_DST, <u8>dst);
   store<u8>(rec + R_SRC, <u8>src);
   store<u8>(rec + R_BASE, <u8>base);
@@ -605,7 +602,7 @@ function decode_insn(p: u32, avail: u32, rec: u32): u32 {
   store<u8>(rec + R_SEG, <u8>((seg >= 0 ? <u32>seg : <u32>dseg) << 4));
   store<u8>(rec + R_SUB, <u8>sub);
   store<u32>(rec + R_DISP, disp);
-  store<u32>(rec + R_IMM, imm);
+  store<u32>(rec + R_IMM, step ? len : imm);
   return len;
 }
 
@@ -988,10 +985,10 @@ export function run_cached(budget: u64): u32 {
       if (site != 0) {
         store<u32>(JIT_SITE, 0);
         const phys = fw_host() + eip - RAM;
-        store<u32>(site, eip);
-        store<u32>(site, fn, 4);
-        store<u32>(site, (phys & 0xfffff000) | TLB_VALID_BIT, 8);
-        store<u32>(site, code_page_gen(phys >>> 12), 12);
+        store<u32>(site, eip, JIT_SLOT_EIP);
+        store<u32>(site, fn, JIT_SLOT_FN);
+        store<u32>(site, (phys & 0xfffff000) | TLB_VALID_BIT, JIT_SLOT_TAG);
+        store<u32>(site, code_page_gen(phys >>> 12), JIT_SLOT_GEN);
       }
       store<u32>(JIT_RESUME, 0);
       const before = load<u64>(CPU_STATE + INSTR_COUNT);

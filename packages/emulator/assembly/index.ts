@@ -22,7 +22,7 @@ export {
   jit_test_cc, jit_alu, jit_keep_cf, jit_shift, jit_imul, jit_grp3, jit_push32, jit_pop32, jit_leave, jit_sp_add, jit_step,
 } from './codecache';
 export {
-  SF_BASE, SF_READ, SF_WRITE, SF_RMW, ATTR_READ_OK, ATTR_WRITE_OK, V_TLB_READ_MASK, V_TLB_WRITE_MASK, V_BLOCK_STOP, V_FW_LO, V_FW_LEN, TLB_VALID_BIT,
+  SF_BASE, SF_READ, SF_WRITE, SF_RMW, ATTR_READ_OK, ATTR_WRITE_OK, V_TLB_READ_MASK, V_TLB_WRITE_MASK, V_BLOCK_STOP, TLB_VALID_BIT,
 } from './memory';
 export { LF_ADD, LF_SUB, LF_LOGIC, FLAGS_ARITH } from './state';
 // Uop numbers, for the compiler to read the records by.

@@ -161,6 +161,11 @@ export const JIT_QUEUE_MAX: u32 = 0x1000;
  */
 export const JIT_SLOTS: u32 = 0x20000;
 export const JIT_SLOTS_END: u32 = 0x100000;
+export const JIT_SLOT_SIZE: u32 = 16;
+export const JIT_SLOT_EIP: u32 = 0;
+export const JIT_SLOT_FN: u32 = 4;
+export const JIT_SLOT_TAG: u32 = 8;
+export const JIT_SLOT_GEN: u32 = 12;
 export const TLB: u32 = 0x100000;
 export const TLB_ENTRIES: u32 = 0x100000;
 export const DIRTY_MAP: u32 = 0x500000;

@@ -84,6 +84,8 @@ const LOCALS: [number, number][] = [[2, I64], [29, I32]];
  * run_cached() instead: each call keeps its caller's frame until the chain returns.
  */
 const CHAIN_DEPTH = 24;
+/** EFLAGS bits (SDM Vol. 1, 3.4.3) the in-line shifts set. */
+const FLAG_CF = 1 << 0, FLAG_PF = 1 << 2, FLAG_AF = 1 << 4, FLAG_ZF = 1 << 6, FLAG_SF = 1 << 7, OF_BIT = 11, FLAG_OF = 1 << OF_BIT;
 /** Segments compiled as flat (ES, SS, DS; FS and GS keep their checks): SEG_FLAT bits. */
 const FLAT_SEGS = (1 << 0) | (1 << 2) | (1 << 3);
 /** ESP's offset in CPU_STATE, and SS's entry in SEG_FAST (segment 2 * 16). */
@@ -222,7 +224,7 @@ function lookupBlock(L: CoreLayout, mem: DataView, phys: number): { block: Regio
  * undefined when there is nothing to compile: the block is no longer current, or its first
  * uop is one the compiler leaves to the interpreter.
  */
-export function compileRegion(L: CoreLayout, mem: DataView, hdr: number, slot: () => number | undefined = () => undefined): { code: number[]; blocks: number } | undefined {
+export function compileRegion(L: CoreLayout, mem: DataView, hdr: number, slot: () => number): { code: number[]; blocks: number } | undefined {
   const phys = mem.getUint32(hdr + L.get('B_PHYS'), true);
   const found = lookupBlock(L, mem, phys);
   if (!found || found.block.hdr !== hdr) return undefined;
@@ -306,19 +308,19 @@ function chainFunction(L: CoreLayout): number[] {
   const P_EIP = 0, P_DEPTH = 1, P_RET = 2, P_SLOT = 3, L_E = 4;
   const o: number[] = [];
   const ld = (addr: number) => { o.push(Op.i32_const, 0, Op.i32_load, 2); uleb(o, addr); };
-  const slotField = (off: number) => { o.push(Op.local_get, P_SLOT, Op.i32_load, 2); uleb(o, off); };
+  const slotField = (name: string) => { o.push(Op.local_get, P_SLOT, Op.i32_load, 2); uleb(o, L.get(name)); };
   o.push(Op.block, VOID);
-  slotField(0); o.push(Op.local_get, P_EIP, Op.i32_ne, Op.br_if, 0);
+  slotField('JIT_SLOT_EIP'); o.push(Op.local_get, P_EIP, Op.i32_ne, Op.br_if, 0);
   o.push(Op.local_get, P_EIP, Op.i32_const, 12, Op.i32_shr_u, Op.i32_const, 2, Op.i32_shl, Op.i32_load, 2); uleb(o, L.get('TLB'));
   o.push(Op.local_tee, L_E);
   ld(L.get('V_TLB_READ_MASK')); o.push(Op.i32_const); sleb(o, 0xfffff000); o.push(Op.i32_or, Op.i32_and);
-  slotField(8); o.push(Op.i32_ne, Op.br_if, 0);
+  slotField('JIT_SLOT_TAG'); o.push(Op.i32_ne, Op.br_if, 0);
   o.push(Op.local_get, L_E, Op.i32_const, 12, Op.i32_shr_u, Op.i32_const, 2, Op.i32_shl, Op.i32_load, 2); uleb(o, L.get('CODE_PAGE'));
-  slotField(12); o.push(Op.i32_ne, Op.br_if, 0);
+  slotField('JIT_SLOT_GEN'); o.push(Op.i32_ne, Op.br_if, 0);
   ld(L.get('V_BLOCK_STOP')); o.push(Op.br_if, 0);
   o.push(Op.local_get, P_DEPTH, Op.i32_const); sleb(o, CHAIN_DEPTH); o.push(Op.i32_ge_u, Op.br_if, 0);
   o.push(Op.local_get, P_EIP, Op.local_get, P_DEPTH, Op.i32_const, 1, Op.i32_add, Op.local_get, P_RET);
-  slotField(4);
+  slotField('JIT_SLOT_FN');
   o.push(Op.call_indirect, 0, 0, Op.return);
   o.push(Op.end);
   o.push(Op.i32_const, 0, Op.local_get, P_SLOT, Op.i32_store, 2); uleb(o, L.get('JIT_SITE'));
@@ -362,7 +364,7 @@ class Emitter {
   private stored = 0;
   private flags: Flags | undefined;
 
-  constructor(private readonly L: CoreLayout, private readonly region: Region, private readonly slot: () => number | undefined) {
+  constructor(private readonly L: CoreLayout, private readonly region: Region, private readonly slot: () => number) {
     this.cs = L.get('CPU_STATE');
   }
 
@@ -492,10 +494,14 @@ class Emitter {
   }
   /** After a helper that may have set block_stop (a write to code, MMIO): keep it for checkStop(). */
   private noteStop(): void { this.ld32(this.c('V_BLOCK_STOP')); this.set(STOPL); }
-  /** Return the EIP on the stack with `k` instructions retired. */
-  private leave(k: number): void {
+  /** On a way out of the function, with `k` retired: CPU_STATE as the block leaves it. */
+  private emitExit(k: number): void {
     this.emitFlushAll();
     if (this.stored !== k) this.storeCount(k);
+  }
+  /** Return the EIP on the stack with `k` instructions retired. */
+  private leave(k: number): void {
+    this.emitExit(k);
     this.op(Op.return);
   }
   /**
@@ -504,11 +510,8 @@ class Emitter {
    * compiled block there if it can; a CALL waits for its callee to come back to `how.fall`.
    */
   private leaveChain(k: number, how: { ret?: boolean; fall?: number } = {}): void {
-    const slot = this.slot();
-    if (slot === undefined) { this.leave(k); return; }
     this.set(X);
-    this.emitFlushAll();
-    if (this.stored !== k) this.storeCount(k);
+    this.emitExit(k);
     if (how.ret) {
       // A RET to where the compiled CALL that chained here waits: back to its frame.
       this.get(X); this.get(RET_TO); this.op(Op.i32_eq);
@@ -517,7 +520,7 @@ class Emitter {
     const call = how.fall !== undefined;
     this.get(X); this.get(DEPTH);
     if (call) this.eipAt(how.fall!); else this.get(RET_TO);
-    this.i32(slot);
+    this.i32(this.slot());
     this.call(CHAIN);
     if (!call) { this.op(Op.return); return; }
     // The callee returned: on with the next instruction here if it returned to it, as
@@ -811,17 +814,17 @@ class Emitter {
     this.i32(1); this.op(Op.i32_and); this.set(B);
     const eflags = this.cs + this.c('REG_EFLAGS');
     this.i32(0);
-    this.ld32(eflags); this.i32(~(0x1 | 0x10 | 0x800)); this.op(Op.i32_and);
+    this.ld32(eflags); this.i32(~(FLAG_CF | FLAG_AF | FLAG_OF)); this.op(Op.i32_and);
     this.get(B); this.op(Op.i32_or);
     // OF: SHL the top bit of the result xor CF, SHR the operand's top bit, SAR 0.
     if (sub !== 7) {
       if (sub === 5) { this.get(A); this.i32(31); this.op(Op.i32_shr_u); } else { this.get(V); this.i32(31); this.op(Op.i32_shr_u); this.get(B); this.op(Op.i32_xor); }
-      this.i32(11); this.op(Op.i32_shl); this.op(Op.i32_or);
+      this.i32(OF_BIT); this.op(Op.i32_shl); this.op(Op.i32_or);
     }
     this.mem(Op.i32_store, 2, eflags);
     this.i32(0); this.get(V); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
     this.i32(0); this.i32(this.c('LF_LOGIC') | (31 << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
-    this.i32(0); this.i32(0x40 | 0x80 | 0x4); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+    this.i32(0); this.i32(FLAG_ZF | FLAG_SF | FLAG_PF); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
     this.get(V); this.putReg(dst, 31);
     this.flags = undefined;
   }

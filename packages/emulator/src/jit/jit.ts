@@ -32,7 +32,7 @@ export class Jit {
   private readonly tableBase: number;
   private next: number;
   private flushes: number;
-  /** The next exit-site slot to hand out (JIT_SLOTS .. JIT_SLOTS_END, 16 bytes each). */
+  /** The next exit-site slot to hand out (JIT_SLOTS .. JIT_SLOTS_END, JIT_SLOT_SIZE bytes each). */
   private nextSlot: number;
   readonly stats: JitStats = { blocks: 0, modules: 0, skipped: 0, compileMs: 0, bytes: 0, flushes: 0, regionBlocks: 0 };
 
@@ -69,7 +69,8 @@ export class Jit {
    */
   private slot = (): number => {
     const s = this.nextSlot;
-    this.nextSlot = s + 16 >= this.layout.get('JIT_SLOTS_END') ? this.layout.get('JIT_SLOTS') : s + 16;
+    const next = s + this.layout.get('JIT_SLOT_SIZE');
+    this.nextSlot = next >= this.layout.get('JIT_SLOTS_END') ? this.layout.get('JIT_SLOTS') : next;
     return s;
   };
 
