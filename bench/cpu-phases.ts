@@ -57,6 +57,7 @@ serial.length = 0;
 const cpuS = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1e6; };
 let c0 = cpuS(), w0 = performance.now(), i0 = Number(m.cpu.instructionCount);
 let seen = 0;
+let j0 = { ...(m.cpu.jit?.stats ?? { blocks: 0, regionBlocks: 0, bytes: 0, compileMs: 0, engineMs: 0 }) };
 console.log('phase             M instr   CPU s   wall s   M instr/wall-s');
 while (seen < phases) {
   const r = m.runSync(5_000_000);
@@ -65,6 +66,12 @@ while (seen < phases) {
     seen = lines.length;
     const n = Number(m.cpu.instructionCount) - i0, c = cpuS() - c0, w = (performance.now() - w0) / 1e3;
     console.log(`${lines.at(-1)![1].padEnd(16)} ${(n / 1e6).toFixed(0).padStart(8)} ${c.toFixed(2).padStart(7)} ${w.toFixed(2).padStart(8)} ${(n / w / 1e6).toFixed(1).padStart(16)}`);
+    const jit = m.cpu.jit;
+    if (jit) {
+      const s = jit.stats;
+      console.log(`  compiled ${s.blocks - j0.blocks} functions (${s.regionBlocks - j0.regionBlocks} blocks, ${((s.bytes - j0.bytes) / 1e6).toFixed(1)} MB): ${(s.compileMs - j0.compileMs).toFixed(0)} ms on the main thread, ${(s.engineMs - j0.engineMs).toFixed(0)} of it in the engine`);
+      j0 = { ...s };
+    }
     c0 = cpuS(); w0 = performance.now(); i0 = Number(m.cpu.instructionCount);
   }
   if (r.kind !== 'limit') throw new Error(`the guest stopped (${r.kind}) before /bench.sh's phase ${seen + 1}`);

@@ -626,6 +626,23 @@ export const B_RUNS: u32 = 0;
 export const B_FUNC: u32 = 4;
 /** The block's physical address. */
 export const B_PHYS: u32 = 8;
+// Two records before the header (at hdr - SUCC_SIZE) remember the blocks the records went
+// on to after this one, so that the next lookup from here usually skips the block hash (a
+// cache miss in 4 MiB): the two EIPs last seen (S0 the newer) with their blocks' headers
+// (0: none), and this block's page generation and shape for the checks a successor takes.
+// A successor found here is checked as a hash entry is (same physical address, the page's
+// current generation); a block's successors are read and written only while no flush has
+// come since it was looked up (JIT_FLUSHES), so they always point at headers of the current
+// arena.
+const SUCC_SIZE: u32 = 2 * RECORD_SIZE;
+const S0_EIP: u32 = 0;
+const S0_HDR: u32 = 4;
+const S1_EIP: u32 = 8;
+const S1_HDR: u32 = 12;
+/** The page's code generation at decode time, as the hash entry's H_GEN. */
+const S_GEN: u32 = 16;
+/** As H_SHAPE. */
+const S_SHAPE: u32 = 20;
 
 export const H_PHYS: u32 = 0;
 export const H_GEN: u32 = 4;
@@ -684,17 +701,22 @@ function block_miss(h: u32, phys: u32, gen: u32, eip: u32, avail: u32): u32 {
 /** Decode the block at `eip` (physical `phys`, `avail` bytes left in the window) into entry `h`. */
 function decode_block(h: u32, phys: u32, eip: u32, avail: u32): void {
   const host = fw_host() + eip;
-  if (arena_next + (BLOCK_MAX + 2) * RECORD_SIZE > BLOCK_ARENA_END) code_cache_flush();
+  if (arena_next + SUCC_SIZE + (BLOCK_MAX + 2) * RECORD_SIZE > BLOCK_ARENA_END) code_cache_flush();
   let gen = code_page_gen(phys >>> 12);
   if (gen == 0) {
     gen = code_page_register(phys >>> 12);
     if (gen == 0) { code_cache_flush(); gen = code_page_register(phys >>> 12); }
   }
+  const pre = arena_next;
+  store<u64>(pre + S0_EIP, 0);
+  store<u64>(pre + S1_EIP, 0);
+  store<u32>(pre + S_GEN, gen);
   // The block's header record, before its first: runs so far and its compiled function.
-  store<u32>(arena_next, 0, B_RUNS);
-  store<u32>(arena_next, 0, B_FUNC);
-  store<u32>(arena_next, phys, B_PHYS);
-  const first = arena_next + RECORD_SIZE;
+  const hdr = pre + SUCC_SIZE;
+  store<u32>(hdr, 0, B_RUNS);
+  store<u32>(hdr, 0, B_FUNC);
+  store<u32>(hdr, phys, B_PHYS);
+  const first = hdr + RECORD_SIZE;
   let rec = first;
   let n: u32 = 0;
   let off: u32 = 0;
@@ -733,6 +755,7 @@ function decode_block(h: u32, phys: u32, eip: u32, avail: u32): void {
   store<u32>(h + H_GEN, gen);
   store<u32>(h + H_RECORDS, first);
   store<u32>(h + H_SHAPE, n | (off << 8));
+  store<u32>(pre + S_SHAPE, n | (off << 8));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -946,6 +969,10 @@ export function run_cached(budget: u64): u32 {
   let blockEip = ~eip;
   let first: u32 = 0;
   let n: u32 = 0;
+  // The block the records ran last (its pre-header), and JIT_FLUSHES then: where to
+  // remember the block looked up next as its successor.
+  let last: u32 = 0;
+  let lastFlushes: u32 = 0;
   clear_block_stop();
   seg_fast_refresh();
   set_in_block(true);
@@ -960,17 +987,36 @@ export function run_cached(budget: u64): u32 {
         rel = eip - fw_lo();
       }
       const phys = fw_host() + eip - RAM;
-      let h = hash_entry(phys);
       const gen = code_page_gen(phys >>> 12);
-      if (gen == 0 || load<u32>(h + H_GEN) != gen || load<u32>(h + H_PHYS) != phys) {
-        h = block_miss(h, phys, gen, eip, fw_len() - rel);
+      let pre: u32 = 0;
+      if (last != 0 && load<u32>(JIT_FLUSHES) == lastFlushes) {
+        if (load<u32>(last, S0_EIP) == eip) pre = load<u32>(last, S0_HDR);
+        else if (load<u32>(last, S1_EIP) == eip) pre = load<u32>(last, S1_HDR);
+        if (pre != 0) {
+          pre -= SUCC_SIZE;
+          if (load<u32>(pre, S_GEN) != gen || load<u32>(pre, SUCC_SIZE + B_PHYS) != phys) pre = 0;
+        }
       }
-      const shape = load<u32>(h + H_SHAPE);
+      if (pre == 0) {
+        let h = hash_entry(phys);
+        if (gen == 0 || load<u32>(h + H_GEN) != gen || load<u32>(h + H_PHYS) != phys) {
+          h = block_miss(h, phys, gen, eip, fw_len() - rel);
+        }
+        pre = load<u32>(h + H_RECORDS) - RECORD_SIZE - SUCC_SIZE;
+        if (last != 0 && load<u32>(JIT_FLUSHES) == lastFlushes) {
+          store<u64>(last + S1_EIP, load<u64>(last + S0_EIP));
+          store<u32>(last, eip, S0_EIP);
+          store<u32>(last, pre + SUCC_SIZE, S0_HDR);
+        }
+      }
+      const shape = load<u32>(pre, S_SHAPE);
       // The window may be shorter now than at decode time (another CS limit), or gone.
       if (rel + (shape >> 8) > fw_len()) break;
       blockEip = eip;
-      first = load<u32>(h + H_RECORDS);
+      first = pre + SUCC_SIZE + RECORD_SIZE;
       n = shape & 0xff;
+      last = pre;
+      lastFlushes = load<u32>(JIT_FLUSHES);
     }
     if (load<u64>(CPU_STATE + INSTR_COUNT) + <u64>n > limit) break;
     const hdr = first - RECORD_SIZE;
@@ -1372,3 +1418,4 @@ export function jit_step(next: u32): u32 {
   if (!blocks_may_run()) store<u32>(V_BLOCK_STOP, 1);
   return load<u32>(CPU_STATE + REG_EIP) != next || block_stop() ? 1 : 0;
 }
+

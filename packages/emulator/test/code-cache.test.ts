@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cpu, StopReason, type CpuBus } from '../src/cpu.ts';
 import { loadFlat } from '../src/loaders/multiboot.ts';
+import { CoreLayout } from '../src/jit/compiler.ts';
 
 const LOAD = 0x100000;
 const DATA = 0x180000;
@@ -701,6 +702,42 @@ describe.skipIf(!hasNasm)('compiled blocks that go straight on into one another'
       mov eax, edi
       mov byte [patch + 1], al
       ret`, 55);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// A block remembers the blocks the run went on to after it, and the next lookup from it
+// takes one of those instead of the block hash. A remembered block is checked as a hash
+// entry is (its page's generation: the chaining group's "callee that rewrites the code
+// after its CALL" fails without that check) and is never read or written across a flush of
+// the record arena.
+
+describe.skipIf(!hasNasm)("a block's remembered successors", () => {
+  it('go on right when the record arena fills and is flushed in the middle of a run', () => {
+    // 280 000 one-instruction blocks (a short JMP to the next) take more records than the
+    // arena holds, so each pass forgets all decoded code at least once, inside one run().
+    const code = assemble(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edi, 2
+    outer:
+      times 280000 db 0xeb, 0x00  ; jmp short to the next instruction
+      add ebx, 5
+      dec edi
+      jnz outer
+      hlt`);
+    const result: Record<string, [number, number]> = {};
+    for (const mode of ['interp', 'cache'] as const) {
+      const cpu = makeCpu({}, mode);
+      loadFlat(cpu, code, LOAD);
+      const flushes = new CoreLayout(cpu.exports as never).get('JIT_FLUSHES');
+      const before = new DataView(cpu.memory.buffer).getUint32(flushes, true);
+      expect(cpu.run(1_000_000), mode).toBe(StopReason.Halt);
+      result[mode] = [cpu.state.get('ebx') >>> 0, Number(cpu.instructionCount)];
+      if (mode === 'cache') expect(new DataView(cpu.memory.buffer).getUint32(flushes, true) - before).toBeGreaterThanOrEqual(2);
+    }
+    expect(result.interp).toEqual([10, 3 + 2 * 280_003 + 1]);
+    expect(result.cache).toEqual(result.interp);
   });
 });
 

@@ -18,6 +18,8 @@ export interface JitStats {
   modules: number;
   skipped: number;
   compileMs: number;
+  /** Of compileMs, the time the WASM engine took to compile and instantiate the modules. */
+  engineMs: number;
   bytes: number; flushes: number; regionBlocks: number;
 }
 
@@ -34,7 +36,7 @@ export class Jit {
   private flushes: number;
   /** The next exit-site slot to hand out (JIT_SLOTS .. JIT_SLOTS_END, JIT_SLOT_SIZE bytes each). */
   private nextSlot: number;
-  readonly stats: JitStats = { blocks: 0, modules: 0, skipped: 0, compileMs: 0, bytes: 0, flushes: 0, regionBlocks: 0 };
+  readonly stats: JitStats = { blocks: 0, modules: 0, skipped: 0, compileMs: 0, engineMs: 0, bytes: 0, flushes: 0, regionBlocks: 0 };
 
   constructor(private readonly exports: Record<string, unknown>, memory: WebAssembly.Memory, opts: JitOptions) {
     this.layout = new CoreLayout(exports);
@@ -125,7 +127,9 @@ export class Jit {
     if (process.env.FTX86_TEST_JIT_FAIL) throw new Error('FTX86_TEST_JIT_FAIL (test hook)');
     const bytes = blockModule(this.layout, this.memPages, bodies);
     this.onModule?.(bytes);
+    const t1 = performance.now();
     const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+    this.stats.engineMs += performance.now() - t1;
     this.stats.bytes += bytes.length;
     const base = this.next;
     const need = base + bodies.length - this.table.length;
