@@ -28,9 +28,10 @@
  * Each workload runs once to warm up (V8 tiers WASM up between run() calls, never inside
  * one). Results go to bench/results/cpu-micro.json.
  *
- * FTX86_JIT=on|N turns the block compiler on (src/jit). It compiles on the main thread and
- * V8 optimises the compiled code on a background thread, which process CPU time counts:
- * with it on, compare the wall-clock column too.
+ * The block compiler (src/jit) is on by default; FTX86_JIT=off leaves the interpreter alone,
+ * FTX86_JIT=N sets its threshold. It compiles on the main thread and V8 optimises the
+ * compiled code on a background thread, which process CPU time counts: with it on, compare
+ * the wall-clock column too.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';

@@ -1,6 +1,6 @@
 /**
  * /bench.sh phase by phase from a saved post-boot state: `npx tsx bench/cpu-phases.ts
- * [--phases N]`, with `FTX86_JIT=on` in front for the block compiler.
+ * [--phases N]`, with `FTX86_JIT=off` in front for the interpreter alone.
  *
  * The first run boots the Debian guest (guests/linux/out) to its shell on the virtual clock
  * and saves the whole PC (saveVm) in the system's temporary directory, keyed by the core's

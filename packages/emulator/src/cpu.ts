@@ -86,7 +86,7 @@ export interface CpuOptions {
   /**
    * The block compiler (src/jit): the runs of a decoded block before it is compiled to
    * WASM, or 0 for none. Default: FTX86_JIT from the environment ("on", "off" or 0, or a
-   * threshold), else off (docs/status.md says why).
+   * threshold), else on with JIT_THRESHOLD_DEFAULT.
    */
   jitThreshold?: number;
 }
@@ -94,8 +94,8 @@ export interface CpuOptions {
 /** The block compiler's threshold from FTX86_JIT, or the default. */
 export function defaultJitThreshold(): number {
   const env = process.env.FTX86_JIT;
-  if (env === undefined || env === '' || env === 'off') return 0;
-  if (env === 'on') return JIT_THRESHOLD_DEFAULT;
+  if (env === undefined || env === '' || env === 'on') return JIT_THRESHOLD_DEFAULT;
+  if (env === 'off') return 0;
   const n = Number(env);
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
     throw new RangeError(`FTX86_JIT must be "on", "off" or a threshold (a whole number of runs, 0 = off), got "${env}"`);
