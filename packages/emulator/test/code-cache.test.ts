@@ -705,6 +705,82 @@ describe.skipIf(!hasNasm)('compiled blocks that go straight on into one another'
   });
 });
 
+// A function that holds both a CALL and its callee (the same page) lets the callee's RET
+// go on in line at the instruction after the CALL when that is where it returns to.
+describe.skipIf(!hasNasm)('a CALL and RET inside one compiled function', () => {
+  it('recursion and calls on one page return as the interpreter does', () => {
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edi, 30
+    outer:
+      mov ecx, 40
+      call rec
+      call leaf
+      add ebx, eax
+      dec edi
+      jnz outer
+      hlt
+    rec:
+      add ebx, ecx
+      dec ecx
+      jz .done
+      push ecx
+      call rec
+      pop ecx
+    .done:
+      ret
+    leaf:
+      mov eax, 3
+      call leaf2
+      ret
+    leaf2:
+      add eax, 4
+      ret`, 30 * (820 + 7));
+  });
+
+  it('a RET to somewhere else than after its CALL goes there', () => {
+    // swap replaces its return address with another instruction on the page.
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edi, 20
+    outer:
+      call swap
+      add ebx, 1000
+    other:
+      add ebx, 1
+      call plain
+      add ebx, 2
+      dec edi
+      jnz outer
+      hlt
+    swap:
+      mov dword [esp], other
+    plain:
+      ret`, 20 * 3);
+  });
+
+  it('a callee that rewrites the code after its CALL is seen when it returns', () => {
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edi, 10
+    outer:
+      call patcher
+    patch:
+      mov al, 0x11
+      add bl, al
+      dec edi
+      jnz outer
+      hlt
+    patcher:
+      mov eax, edi
+      mov byte [patch + 1], al
+      ret`, 55);
+  });
+});
+
 // ---------------------------------------------------------------------------------------
 // A block remembers the blocks the run went on to after it, and the next lookup from it
 // takes one of those instead of the block hash. A remembered block is checked as a hash

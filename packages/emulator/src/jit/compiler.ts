@@ -180,6 +180,11 @@ export interface RegionBlock {
  */
 export class Region {
   readonly blocks: RegionBlock[] = [];
+  /**
+   * Where the CALLs among its blocks whose callee it holds return to (offsets from the root
+   * block's start, blocks it holds too): a RET it compiles tests these before leaving.
+   */
+  readonly returnSites: number[] = [];
   private readonly byPhys = new Map<number, number>();
 
   constructor(private readonly L: CoreLayout, private readonly mem: DataView, root: RegionBlock, private readonly gen: number) {
@@ -459,6 +464,15 @@ class Emitter {
     if (k !== 0) { this.code.push(Op.i64_const); sleb(this.code, k); this.op(Op.i64_add); }
     this.mem(Op.i64_store, 3, this.cs + this.c('INSTR_COUNT'));
   }
+  /**
+   * A CALL whose callee this function holds returns to block offset `next`: take the block
+   * there in too (if it can), so that the callee's RET can go on to it in line (leaveChain).
+   */
+  private returnSite(next: number): void {
+    if (this.region.blockAt((this.cur.phys + next) >>> 0) === undefined) return;
+    const site = (this.cur.delta + next) | 0;
+    if (!this.region.returnSites.includes(site)) this.region.returnSites.push(site);
+  }
   /** Push the EIP at offset `off` of the block being emitted. */
   private eipAt(off: number): void {
     this.get(EIP0);
@@ -516,6 +530,16 @@ class Emitter {
       // A RET to where the compiled CALL that chained here waits: back to its frame.
       this.get(X); this.get(RET_TO); this.op(Op.i32_eq);
       this.op(Op.if, VOID); this.get(X); this.op(Op.return); this.op(Op.end);
+      // A RET to the instruction after a CALL this function made in line (returnSite): on
+      // there in line too, as run_cached() would go on with the block there, instead of
+      // chaining into it one frame deeper on every call.
+      for (const site of this.region.returnSites) {
+        const off = (site - this.cur.delta) | 0;
+        this.get(X); this.eipAt(off); this.op(Op.i32_eq);
+        this.op(Op.if, VOID);
+        this.goTo(off, k);
+        this.op(Op.end);
+      }
     }
     const call = how.fall !== undefined;
     this.get(X); this.get(DEPTH);
@@ -1134,7 +1158,12 @@ class Emitter {
       else if (name === 'U_CALL_M') { this.lin(r, 'SF_READ', 31); this.read(31); this.set(A); }
       this.eipAt(next); this.set(V);
       this.push(V);
-      if (name === 'U_CALL') { this.goTo((next + r.imm) | 0, k + 1, next); return 'end'; }
+      if (name === 'U_CALL') {
+        const target = (next + r.imm) | 0;
+        if (this.region.blockAt((this.cur.phys + target) >>> 0) !== undefined) this.returnSite(next);
+        this.goTo(target, k + 1, next);
+        return 'end';
+      }
       this.get(A);
       this.leaveChain(k + 1, { fall: next });
       return 'end';
