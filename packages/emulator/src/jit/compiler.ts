@@ -118,7 +118,7 @@ const RULES: RegExp[] = [
 ];
 
 /** What the block knows of the flags: set in line by an operation whose operands are in FA FB FR. */
-interface Flags { kind: 'sub' | 'add' | 'logic'; cfValid: boolean }
+interface Flags { kind: 'sub' | 'add' | 'logic'; cfValid: boolean; sh: number }
 
 /** Offsets and numbers the compiler takes from the core. */
 export class CoreLayout {
@@ -852,11 +852,33 @@ class Emitter {
     this.get(V); this.putReg(dst, 31);
     this.flags = undefined;
   }
+  /**
+   * ROL (`left`) or ROR of a 32-bit register by `c` (1-31), in line as shift_op(): CF and OF
+   * go to EFLAGS (set_flags_bits), every other flag stays as it was.
+   */
+  private rotateInline(left: boolean, c: number, dst: number): void {
+    this.reg(dst, 31); this.i32(c); this.op(left ? Op.i32_rotl : Op.i32_rotr); this.set(V);
+    this.flushFlags();
+    // ROL: CF = bit 0, OF = bit 31 ^ CF. ROR: CF = bit 31, OF = bit 31 ^ bit 30.
+    if (left) { this.get(V); this.i32(1); this.op(Op.i32_and); } else { this.get(V); this.i32(31); this.op(Op.i32_shr_u); }
+    this.set(B);
+    this.get(V); this.i32(31); this.op(Op.i32_shr_u);
+    if (left) this.get(B); else { this.get(V); this.i32(30); this.op(Op.i32_shr_u); this.i32(1); this.op(Op.i32_and); }
+    this.op(Op.i32_xor); this.i32(OF_BIT); this.op(Op.i32_shl);
+    this.get(B); this.op(Op.i32_or); this.set(B);
+    const eflags = this.cs + this.c('REG_EFLAGS'), lfMask = this.cs + this.c('LF_MASK');
+    this.i32(0); this.ld32(eflags); this.i32(~(FLAG_CF | FLAG_OF)); this.op(Op.i32_and); this.get(B); this.op(Op.i32_or);
+    this.mem(Op.i32_store, 2, eflags);
+    this.i32(0); this.ld32(lfMask); this.i32(~(FLAG_CF | FLAG_OF)); this.op(Op.i32_and);
+    this.mem(Op.i32_store, 2, lfMask);
+    this.get(V); this.putReg(dst, 31);
+    this.flags = undefined;
+  }
   /** The lazy flags of an operation on FA FB with result FR (as set_lazy()), pending. */
   private setLazy(kind: Flags['kind'], sh: number): void {
     this.keepPending();
     this.pending = { kind, sh, mask: this.c('FLAGS_ARITH') };
-    this.flags = sh === 31 ? { kind, cfValid: true } : undefined;
+    this.flags = { kind, cfValid: true, sh };
   }
   /** FR = FA op FB with flags, op an ALU kind; the in-line ones for 32 bits, else the helper. */
   private alu(k: number, sh: number): void {
@@ -865,9 +887,12 @@ class Emitter {
       5: [Op.i32_sub, 'sub'], 6: [Op.i32_xor, 'logic'], 7: [Op.i32_sub, 'sub'],
     };
     const f = inline[k];
-    if (sh === 31 && f) {
-      this.get(FA); this.get(FB); this.op(f[0]); this.set(FR);
-      this.setLazy(f[1], 31);
+    if (f) {
+      // As alu_inline(): ADD and SUB results cut to the operand size, logical ones not.
+      this.get(FA); this.get(FB); this.op(f[0]);
+      if (sh !== 31 && f[1] !== 'logic') { this.i32(sh === 15 ? 0xffff : 0xff); this.op(Op.i32_and); }
+      this.set(FR);
+      this.setLazy(f[1], sh);
       return;
     }
     this.flushFlags();
@@ -883,20 +908,98 @@ class Emitter {
   }
   /** FR = FA + 1 or FA - 1 with the flags of INC or DEC (CF kept: set_lazy_keep_cf()). */
   private incDec(inc: boolean, sh: number): void {
-    this.flushFlags();
-    this.ld32(this.cs + this.c('LF_MASK')); this.i32(1); this.op(Op.i32_and);
-    this.op(Op.if, VOID);
-    this.call(H.jit_keep_cf!);
-    this.op(Op.end);
+    const p = this.pending;
+    if (p) {
+      // The operation whose flags are pending is in PA PB PR: its CF goes to EFLAGS here
+      // (unless it kept CF there itself, as INC and DEC do), and the rest of its flags are
+      // superseded by this one's, as set_lazy_keep_cf() leaves them.
+      if (p.mask & FLAG_CF) {
+        const eflags = this.cs + this.c('REG_EFLAGS');
+        this.i32(0);
+        this.ld32(eflags); this.i32(~FLAG_CF); this.op(Op.i32_and);
+        this.pendingCf(p);
+        this.op(Op.i32_or);
+        this.mem(Op.i32_store, 2, eflags);
+      }
+      this.pending = undefined;
+    } else {
+      // CF may be lazy in CPU_STATE: worked out as get_cf() does, into EFLAGS.
+      const cs = this.cs, eflags = cs + this.c('REG_EFLAGS');
+      this.ld32(cs + this.c('LF_MASK')); this.i32(FLAG_CF); this.op(Op.i32_and);
+      this.op(Op.if, VOID);
+      this.ld32(cs + this.c('LF_KIND')); this.i32(0xf); this.op(Op.i32_and); this.set(T);
+      this.ld32(cs + this.c('LF_OP1')); this.set(A);
+      this.ld32(cs + this.c('LF_OP2')); this.set(B);
+      this.ld32(cs + this.c('LF_RES')); this.set(V);
+      this.i32(0);
+      this.ld32(eflags); this.i32(~FLAG_CF); this.op(Op.i32_and);
+      // ADD: (a & b) | ((a | b) & ~r); SUB: (~a & b) | (~(a ^ b) & r); at bit `shift`.
+      this.get(A); this.get(B); this.op(Op.i32_and);
+      this.get(A); this.get(B); this.op(Op.i32_or); this.get(V); this.i32(-1); this.op(Op.i32_xor); this.op(Op.i32_and);
+      this.op(Op.i32_or);
+      this.get(A); this.i32(-1); this.op(Op.i32_xor); this.get(B); this.op(Op.i32_and);
+      this.get(A); this.get(B); this.op(Op.i32_xor); this.i32(-1); this.op(Op.i32_xor); this.get(V); this.op(Op.i32_and);
+      this.op(Op.i32_or);
+      this.get(T); this.i32(this.c('LF_SUB')); this.op(Op.i32_ne);
+      this.op(Op.select);
+      this.ld32(cs + this.c('LF_KIND')); this.i32(8); this.op(Op.i32_shr_u); this.i32(31); this.op(Op.i32_and);
+      this.op(Op.i32_shr_u); this.i32(1); this.op(Op.i32_and);
+      // Any other kind: CF clear.
+      this.get(T); this.i32(this.c('LF_ADD')); this.op(Op.i32_eq);
+      this.get(T); this.i32(this.c('LF_SUB')); this.op(Op.i32_eq);
+      this.op(Op.i32_or); this.op(Op.i32_and);
+      this.op(Op.i32_or);
+      this.mem(Op.i32_store, 2, eflags);
+      this.op(Op.end);
+    }
     this.get(FA); this.i32(1); this.op(inc ? Op.i32_add : Op.i32_sub);
     if (sh !== 31) { this.i32(sh === 15 ? 0xffff : 0xff); this.op(Op.i32_and); }
     this.set(FR);
     this.i32(1); this.set(FB);
     this.keepPending();
     this.pending = { kind: inc ? 'add' : 'sub', sh, mask: this.c('FLAGS_ARITH') & ~1 };
-    this.flags = sh === 31 ? { kind: inc ? 'add' : 'sub', cfValid: false } : undefined;
+    this.flags = { kind: inc ? 'add' : 'sub', cfValid: false, sh };
   }
 
+  /** Push CF (0 or 1) of the pending operation `p`, from PA PB PR as get_cf() would. */
+  private pendingCf(p: { kind: Flags['kind']; sh: number }): void {
+    if (p.kind === 'logic') { this.i32(0); return; }
+    if (p.kind === 'add') {
+      // ((a & b) | ((a | b) & ~r)) >> sh & 1
+      this.get(PA); this.get(PB); this.op(Op.i32_and);
+      this.get(PA); this.get(PB); this.op(Op.i32_or); this.get(PR); this.i32(-1); this.op(Op.i32_xor); this.op(Op.i32_and);
+    } else {
+      // ((~a & b) | (~(a ^ b) & r)) >> sh & 1
+      this.get(PA); this.i32(-1); this.op(Op.i32_xor); this.get(PB); this.op(Op.i32_and);
+      this.get(PA); this.get(PB); this.op(Op.i32_xor); this.i32(-1); this.op(Op.i32_xor); this.get(PR); this.op(Op.i32_and);
+    }
+    this.op(Op.i32_or);
+    this.i32(p.sh); this.op(Op.i32_shr_u); this.i32(1); this.op(Op.i32_and);
+  }
+  /**
+   * V = A * B (signed, the low 32 bits), with IMUL's flags as imul_trunc() sets them: CF and
+   * OF when the product does not fit, ZF SF PF from the result, AF clear, all in EFLAGS.
+   */
+  private imulInline(): void {
+    this.flushFlags();
+    this.get(A); this.get(B); this.op(Op.i32_mul); this.set(V);
+    // Overflow: the high half of the 64-bit product is not V's sign.
+    this.get(A); this.op(Op.i64_extend_i32_s); this.get(B); this.op(Op.i64_extend_i32_s); this.op(Op.i64_mul);
+    this.code.push(Op.i64_const, 32); this.op(Op.i64_shr_s); this.op(Op.i32_wrap_i64);
+    this.get(V); this.i32(31); this.op(Op.i32_shr_s); this.op(Op.i32_ne); this.set(T);
+    const eflags = this.cs + this.c('REG_EFLAGS'), arith = this.c('FLAGS_ARITH');
+    this.i32(0);
+    this.ld32(eflags); this.i32(~arith); this.op(Op.i32_and);
+    this.i32(0); this.get(T); this.op(Op.i32_sub); this.i32(FLAG_CF | FLAG_OF); this.op(Op.i32_and); this.op(Op.i32_or);
+    this.get(V); this.op(Op.i32_eqz); this.i32(6); this.op(Op.i32_shl); this.op(Op.i32_or);
+    this.get(V); this.i32(31); this.op(Op.i32_shr_u); this.i32(7); this.op(Op.i32_shl); this.op(Op.i32_or);
+    this.get(V); this.i32(0xff); this.op(Op.i32_and); this.op(Op.i32_popcnt); this.i32(1); this.op(Op.i32_and); this.op(Op.i32_eqz);
+    this.i32(2); this.op(Op.i32_shl); this.op(Op.i32_or);
+    this.mem(Op.i32_store, 2, eflags);
+    this.i32(0); this.ld32(this.cs + this.c('LF_MASK')); this.i32(~arith); this.op(Op.i32_and);
+    this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+    this.flags = undefined;
+  }
   /** Push whether condition `cc` holds. */
   private cond(cc: number): void {
     const f = this.flags;
@@ -906,8 +1009,17 @@ class Emitter {
     this.call(H.jit_test_cc!);
   }
   private condInline(f: Flags, cc: number): boolean {
-    const cmpAB = (o: number) => { this.get(FA); this.get(FB); this.op(o); };
-    const cmpR0 = (o: number) => { this.get(FR); this.i32(0); this.op(o); };
+    // An 8- or 16-bit operation's values are compared at their size: cut to it for the
+    // unsigned conditions and ZF, sign-extended from it for the signed ones and SF.
+    const view = (l: number, signed: boolean) => {
+      this.get(l);
+      if (f.sh === 31) return;
+      if (signed) this.op(f.sh === 7 ? Op.i32_extend8_s : Op.i32_extend16_s);
+      else { this.i32(f.sh === 7 ? 0xff : 0xffff); this.op(Op.i32_and); }
+    };
+    const signedOp = (o: number) => o === Op.i32_lt_s || o === Op.i32_ge_s || o === Op.i32_le_s || o === Op.i32_gt_s;
+    const cmpAB = (o: number) => { view(FA, signedOp(o)); view(FB, signedOp(o)); this.op(o); };
+    const cmpR0 = (o: number) => { view(FR, signedOp(o)); this.i32(0); this.op(o); };
     if (f.kind === 'logic') {
       switch (cc) {
         case 0: case 2: this.i32(0); return true;
@@ -944,8 +1056,8 @@ class Emitter {
     }
     // add: CF is the carry out, r < a.
     if (!f.cfValid) return false;
-    if (cc === 2) { this.get(FR); this.get(FA); this.op(Op.i32_lt_u); return true; }
-    if (cc === 3) { this.get(FR); this.get(FA); this.op(Op.i32_ge_u); return true; }
+    if (cc === 2) { view(FR, false); view(FA, false); this.op(Op.i32_lt_u); return true; }
+    if (cc === 3) { view(FR, false); view(FA, false); this.op(Op.i32_ge_u); return true; }
     return false;
   }
 
@@ -1106,6 +1218,10 @@ class Emitter {
         this.shiftInline(r.sub, r.imm & 31, r.dst);
         return 1;
       }
+      if (!byCl && sh === 31 && r.sub <= 1 && m[1] === 'R') {
+        this.rotateInline(r.sub === 0, r.imm & 31, r.dst);
+        return 1;
+      }
       if (m[1] === 'M') {
         this.faultSite(at, k);
         this.lin(r, 'SF_RMW', sh);
@@ -1208,10 +1324,9 @@ class Emitter {
       else if (m[1] === 'RM') { this.reg(r.dst, 31); this.get(V); }
       else if (m[1] === 'RRI') { this.reg(r.src, 31); this.i32(r.imm); }
       else { this.get(V); this.i32(r.imm); }
-      this.flushFlags();
-      this.call(H.jit_imul!); this.set(A);
-      this.get(A); this.putReg(r.dst, 31);
-      this.flags = undefined;
+      this.set(B); this.set(A);
+      this.imulInline();
+      this.get(V); this.putReg(r.dst, 31);
       if (mem) this.checkStop(next, k + 1);
       return 1;
     }

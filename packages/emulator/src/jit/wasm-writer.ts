@@ -18,6 +18,7 @@ export const Op = {
   i32_add: 0x6a, i32_sub: 0x6b, i32_mul: 0x6c, i32_and: 0x71, i32_or: 0x72, i32_xor: 0x73,
   i32_shl: 0x74, i32_shr_s: 0x75, i32_shr_u: 0x76,
   i64_add: 0x7c, i64_gt_u: 0x56, br_table: 0x0e, i32_extend8_s: 0xc0, i32_extend16_s: 0xc1,
+  i32_popcnt: 0x69, i32_rotl: 0x77, i32_rotr: 0x78, i64_mul: 0x7e, i64_shr_s: 0x87, i32_wrap_i64: 0xa7, i64_extend_i32_s: 0xac,
 } as const;
 
 /** Block type of an `if`/`block` with no result, or with an i32 result. */
