@@ -812,6 +812,76 @@ describe.skipIf(!hasNasm)('32-bit rotates by a constant, compiled', () => {
   });
 });
 
+describe.skipIf(!hasNasm)('8- and 16-bit shifts, compiled', () => {
+  it('give the result and flags the interpreter gives', () => {
+    const N = 2000;
+    let ebx = 0;
+    // The same loop in JS, with the flags of shift_fast() (CF OF ZF SF, as PUSHFD shows them).
+    const shift = (sub: 'shl' | 'shr' | 'sar', a: number, c: number, sh: number, full: number, andFlags: number) => {
+      const m = sh === 15 ? 0xffff : 0xff;
+      a &= m;
+      let r = a, flags = andFlags;
+      if (c !== 0) {
+        let cf: number, of: number;
+        if (sub === 'shr') { r = a >>> c; cf = (a >>> (c - 1)) & 1; of = (a >>> sh) & 1; }
+        else if (sub === 'sar') { const sa = (a << (31 - sh)) >> (31 - sh); r = (sa >> c) & m; cf = (sa >> (c - 1)) & 1; of = 0; }
+        else { r = (a << c) & m; cf = (a >>> (sh + 1 - c)) & 1; of = ((r >>> sh) ^ cf) & 1; }
+        flags = cf | (r === 0 ? 0x40 : 0) | (((r >>> sh) & 1) << 7) | (of << 11);
+      }
+      const edx = ((full & ~m) | r) >>> 0;
+      ebx = (ebx + flags + edx) >>> 0;
+    };
+    // Flags after AND ECX, n: ZF alone if the count is 0.
+    const z = (c: number) => (c === 0 ? 0x40 : 0);
+    for (let edi = N; edi > 0; edi--) {
+      const eax = Math.imul(edi, 0x9e3779b1) >>> 0;
+      const c16 = edi & 15, c8 = edi & 7;
+      shift('shr', eax, c16, 15, eax, z(c16));
+      shift('sar', eax, c16, 15, eax, z(c16));
+      shift('shl', eax, c16, 15, eax, z(c16));
+      shift('shr', eax, c8, 7, eax, z(c8));
+      shift('sar', eax, c8, 7, eax, z(c8));
+      shift('shl', eax, 3, 7, eax, 0);
+      shift('sar', eax, 9, 15, eax, 0);
+      shift('shr', eax, 1, 7, eax, 0);
+    }
+    const capture = `
+      pushfd
+      pop esi
+      and esi, 0x8c1
+      add ebx, esi
+      add ebx, edx`;
+    const byCl = (mask: number, insn: string) => `
+      mov ecx, edi
+      and ecx, ${mask}
+      mov edx, eax
+      ${insn}
+      ${capture}`;
+    const byImm = (insn: string) => `
+      xor ecx, ecx
+      mov edx, eax
+      ${insn}
+      ${capture}`;
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov edi, ${N}
+    next:
+      imul eax, edi, 0x9e3779b1
+      ${byCl(15, 'shr dx, cl')}
+      ${byCl(15, 'sar dx, cl')}
+      ${byCl(15, 'shl dx, cl')}
+      ${byCl(7, 'shr dl, cl')}
+      ${byCl(7, 'sar dl, cl')}
+      ${byImm('shl dl, 3')}
+      ${byImm('sar dx, 9')}
+      ${byImm('shr dl, 1')}
+      dec edi
+      jnz next
+      hlt`, ebx);
+  });
+});
+
 // A function that holds both a CALL and its callee (the same page) lets the callee's RET
 // go on in line at the instruction after the CALL when that is where it returns to.
 describe.skipIf(!hasNasm)('a CALL and RET inside one compiled function', () => {

@@ -853,6 +853,38 @@ class Emitter {
     this.flags = undefined;
   }
   /**
+   * V = A shifted by B (1-31) as shiftInline() does for a constant count: SHL/SAL (sub 4,
+   * 6), SHR (5) or SAR (7) of 32 bits, with shift_fast()'s flags. The pending flags are
+   * flushed already.
+   */
+  private shiftByLocal(sub: number, sh: number): void {
+    const mask = sh === 31 ? -1 : sh === 15 ? 0xffff : 0xff;
+    // SAR works on the operand sign-extended from its width (in A from here on).
+    if (sub === 7 && sh !== 31) { this.get(A); this.op(sh === 15 ? Op.i32_extend16_s : Op.i32_extend8_s); this.set(A); }
+    this.get(A); this.get(B); this.op(sub === 5 ? Op.i32_shr_u : sub === 7 ? Op.i32_shr_s : Op.i32_shl);
+    if (sh !== 31 && sub !== 5) { this.i32(mask); this.op(Op.i32_and); }
+    this.set(V);
+    // CF: the last bit shifted out.
+    this.get(A);
+    if (sub === 5 || sub === 7) { this.get(B); this.i32(1); this.op(Op.i32_sub); this.op(sub === 5 ? Op.i32_shr_u : Op.i32_shr_s); }
+    else { this.i32(sh + 1); this.get(B); this.op(Op.i32_sub); this.op(Op.i32_shr_u); }
+    this.i32(1); this.op(Op.i32_and); this.set(T);
+    const eflags = this.cs + this.c('REG_EFLAGS');
+    this.i32(0);
+    this.ld32(eflags); this.i32(~(FLAG_CF | FLAG_AF | FLAG_OF)); this.op(Op.i32_and);
+    this.get(T); this.op(Op.i32_or);
+    // OF: SHL the top bit of the result xor CF, SHR the operand's top bit, SAR 0.
+    if (sub !== 7) {
+      if (sub === 5) { this.get(A); this.i32(sh); this.op(Op.i32_shr_u); this.i32(1); this.op(Op.i32_and); }
+      else { this.get(V); this.i32(sh); this.op(Op.i32_shr_u); this.get(T); this.op(Op.i32_xor); this.i32(1); this.op(Op.i32_and); }
+      this.i32(OF_BIT); this.op(Op.i32_shl); this.op(Op.i32_or);
+    }
+    this.mem(Op.i32_store, 2, eflags);
+    this.i32(0); this.get(V); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
+    this.i32(0); this.i32(this.c('LF_LOGIC') | (sh << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
+    this.i32(0); this.i32(FLAG_ZF | FLAG_SF | FLAG_PF); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+  }
+  /**
    * ROL (`left`) or ROR of a 32-bit register by `c` (1-31), in line as shift_op(): CF and OF
    * go to EFLAGS (set_flags_bits), every other flag stays as it was.
    */
@@ -1235,7 +1267,15 @@ class Emitter {
       this.flushFlags();
       if (byCl) { this.get(B); this.op(Op.if, VOID); }
       if (byCl || (r.imm & 31) !== 0) {
-        this.i32(r.sub); this.get(A); this.get(B); this.i32(sh); this.call(H.jit_shift!); this.set(V);
+        const helper = () => { this.i32(r.sub); this.get(A); this.get(B); this.i32(sh); this.call(H.jit_shift!); this.set(V); };
+        if (r.sub < 4) helper();
+        else if (sh === 31 || (!byCl && (r.imm & 31) <= sh)) this.shiftByLocal(r.sub, sh);
+        else if (!byCl) helper();
+        else {
+          // By CL: in line up to the operand's width, as shift_fast(); beyond it, the helper.
+          this.get(B); this.i32(sh); this.op(Op.i32_le_u);
+          this.op(Op.if, VOID); this.shiftByLocal(r.sub, sh); this.op(Op.else); helper(); this.op(Op.end);
+        }
         if (m[1] === 'M') this.rmwWrite(sh, V); else { this.get(V); this.putReg(r.dst, sh); }
       }
       if (byCl) this.op(Op.end);
