@@ -24,7 +24,7 @@ export {
 export {
   SF_BASE, SF_READ, SF_WRITE, SF_RMW, ATTR_READ_OK, ATTR_WRITE_OK, V_TLB_READ_MASK, V_TLB_WRITE_MASK, V_BLOCK_STOP, TLB_VALID_BIT,
 } from './memory';
-export { LF_ADD, LF_SUB, LF_LOGIC, FLAGS_ARITH } from './state';
+export { LF_ADD, LF_SUB, LF_LOGIC, LF_BORROW_IN, FLAGS_ARITH } from './state';
 // Uop numbers, for the compiler to read the records by.
 export {
   U_INTERP, U_MOV_RR32, U_MOV_RR16, U_MOV_RR8, U_LOAD32, U_LOAD16, U_LOAD8, U_STORE32, U_STORE16,

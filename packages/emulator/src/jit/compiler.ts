@@ -119,6 +119,8 @@ const RULES: RegExp[] = [
 
 /** What the block knows of the flags: set in line by an operation whose operands are in FA FB FR. */
 interface Flags { kind: 'sub' | 'add' | 'logic'; cfValid: boolean; sh: number }
+/** A pending operation's lazy kind: Flags' kinds, and SBB (LF_SUB with a borrow in). */
+type PendingKind = Flags['kind'] | 'sbb';
 
 /** Offsets and numbers the compiler takes from the core. */
 export class CoreLayout {
@@ -801,12 +803,13 @@ class Emitter {
   }
 
   // --- flags -----------------------------------------------------------------------------
-  private lazyKind(kind: Flags['kind']): number {
+  private lazyKind(kind: PendingKind): number {
+    if (kind === 'sbb') return this.c('LF_SUB') | this.c('LF_BORROW_IN');
     return kind === 'sub' ? this.c('LF_SUB') : kind === 'add' ? this.c('LF_ADD') : this.c('LF_LOGIC');
   }
   // An in-line operation's flags wait in FA FB FR (`pending`) until something can see them:
   // the stores are made there (flushFlags), or dropped when another operation sets all flags.
-  private pending: { kind: Flags['kind']; sh: number; mask: number } | undefined;
+  private pending: { kind: PendingKind; sh: number; mask: number } | undefined;
   private emitFlushFlags(): void {
     const f = this.pending;
     if (!f) return;
@@ -927,6 +930,19 @@ class Emitter {
       this.setLazy(f[1], sh);
       return;
     }
+    if (k === 2 || k === 3) {
+      // ADC, SBB as alu_inline(): FA +/- FB +/- CF, flags lazy from the operands (with a
+      // borrow in for SBB); the conditions a block works out itself do not cover a carry in.
+      this.currentCf(); this.set(X);
+      this.get(FA); this.get(FB); this.op(k === 2 ? Op.i32_add : Op.i32_sub);
+      this.get(X); this.op(k === 2 ? Op.i32_add : Op.i32_sub);
+      if (sh !== 31) { this.i32(sh === 15 ? 0xffff : 0xff); this.op(Op.i32_and); }
+      this.set(FR);
+      this.keepPending();
+      this.pending = { kind: k === 2 ? 'add' : 'sbb', sh, mask: this.c('FLAGS_ARITH') };
+      this.flags = undefined;
+      return;
+    }
     this.flushFlags();
     this.i32(k); this.get(FA); this.get(FB); this.i32(sh);
     this.call(H.jit_alu!);
@@ -959,27 +975,9 @@ class Emitter {
       const cs = this.cs, eflags = cs + this.c('REG_EFLAGS');
       this.ld32(cs + this.c('LF_MASK')); this.i32(FLAG_CF); this.op(Op.i32_and);
       this.op(Op.if, VOID);
-      this.ld32(cs + this.c('LF_KIND')); this.i32(0xf); this.op(Op.i32_and); this.set(T);
-      this.ld32(cs + this.c('LF_OP1')); this.set(A);
-      this.ld32(cs + this.c('LF_OP2')); this.set(B);
-      this.ld32(cs + this.c('LF_RES')); this.set(V);
       this.i32(0);
       this.ld32(eflags); this.i32(~FLAG_CF); this.op(Op.i32_and);
-      // ADD: (a & b) | ((a | b) & ~r); SUB: (~a & b) | (~(a ^ b) & r); at bit `shift`.
-      this.get(A); this.get(B); this.op(Op.i32_and);
-      this.get(A); this.get(B); this.op(Op.i32_or); this.get(V); this.i32(-1); this.op(Op.i32_xor); this.op(Op.i32_and);
-      this.op(Op.i32_or);
-      this.get(A); this.i32(-1); this.op(Op.i32_xor); this.get(B); this.op(Op.i32_and);
-      this.get(A); this.get(B); this.op(Op.i32_xor); this.i32(-1); this.op(Op.i32_xor); this.get(V); this.op(Op.i32_and);
-      this.op(Op.i32_or);
-      this.get(T); this.i32(this.c('LF_SUB')); this.op(Op.i32_ne);
-      this.op(Op.select);
-      this.ld32(cs + this.c('LF_KIND')); this.i32(8); this.op(Op.i32_shr_u); this.i32(31); this.op(Op.i32_and);
-      this.op(Op.i32_shr_u); this.i32(1); this.op(Op.i32_and);
-      // Any other kind: CF clear.
-      this.get(T); this.i32(this.c('LF_ADD')); this.op(Op.i32_eq);
-      this.get(T); this.i32(this.c('LF_SUB')); this.op(Op.i32_eq);
-      this.op(Op.i32_or); this.op(Op.i32_and);
+      this.lazyCf();
       this.op(Op.i32_or);
       this.mem(Op.i32_store, 2, eflags);
       this.op(Op.end);
@@ -993,8 +991,47 @@ class Emitter {
     this.flags = { kind: inc ? 'add' : 'sub', cfValid: false, sh };
   }
 
+  /**
+   * Push CF (0 or 1) from the lazy flags in CPU_STATE, taken to be lazy there (LF_MASK has
+   * it), as get_cf() works it out. Uses T A B V.
+   */
+  private lazyCf(): void {
+    const cs = this.cs;
+    this.ld32(cs + this.c('LF_KIND')); this.i32(0xf); this.op(Op.i32_and); this.set(T);
+    this.ld32(cs + this.c('LF_OP1')); this.set(A);
+    this.ld32(cs + this.c('LF_OP2')); this.set(B);
+    this.ld32(cs + this.c('LF_RES')); this.set(V);
+    // ADD: (a & b) | ((a | b) & ~r); SUB: (~a & b) | (~(a ^ b) & r); at bit `shift`.
+    this.get(A); this.get(B); this.op(Op.i32_and);
+    this.get(A); this.get(B); this.op(Op.i32_or); this.get(V); this.i32(-1); this.op(Op.i32_xor); this.op(Op.i32_and);
+    this.op(Op.i32_or);
+    this.get(A); this.i32(-1); this.op(Op.i32_xor); this.get(B); this.op(Op.i32_and);
+    this.get(A); this.get(B); this.op(Op.i32_xor); this.i32(-1); this.op(Op.i32_xor); this.get(V); this.op(Op.i32_and);
+    this.op(Op.i32_or);
+    this.get(T); this.i32(this.c('LF_SUB')); this.op(Op.i32_ne);
+    this.op(Op.select);
+    this.ld32(cs + this.c('LF_KIND')); this.i32(8); this.op(Op.i32_shr_u); this.i32(31); this.op(Op.i32_and);
+    this.op(Op.i32_shr_u); this.i32(1); this.op(Op.i32_and);
+    // Any other kind: CF clear.
+    this.get(T); this.i32(this.c('LF_ADD')); this.op(Op.i32_eq);
+    this.get(T); this.i32(this.c('LF_SUB')); this.op(Op.i32_eq);
+    this.op(Op.i32_or); this.op(Op.i32_and);
+  }
+  /** Push CF (0 or 1) as it stands: from the pending operation, or from CPU_STATE. Uses T A B V. */
+  private currentCf(): void {
+    const p = this.pending;
+    const eflags = this.cs + this.c('REG_EFLAGS');
+    if (p && (p.mask & FLAG_CF)) { this.pendingCf(p); return; }
+    if (p) { this.ld32(eflags); this.i32(FLAG_CF); this.op(Op.i32_and); return; }
+    this.ld32(this.cs + this.c('LF_MASK')); this.i32(FLAG_CF); this.op(Op.i32_and);
+    this.op(Op.if, I32);
+    this.lazyCf();
+    this.op(Op.else);
+    this.ld32(eflags); this.i32(FLAG_CF); this.op(Op.i32_and);
+    this.op(Op.end);
+  }
   /** Push CF (0 or 1) of the pending operation `p`, from PA PB PR as get_cf() would. */
-  private pendingCf(p: { kind: Flags['kind']; sh: number }): void {
+  private pendingCf(p: { kind: PendingKind; sh: number }): void {
     if (p.kind === 'logic') { this.i32(0); return; }
     if (p.kind === 'add') {
       // ((a & b) | ((a | b) & ~r)) >> sh & 1
