@@ -622,88 +622,92 @@ describe.skipIf(!hasNasm)('REP MOVS and STOS, moved a page at a time', () => {
 // (through the exit site's slot), and a compiled CALL waits in its frame for the callee's
 // RET to come back to the next instruction. None of it may show.
 
-describe.skipIf(!hasNasm)('compiled blocks that go straight on into one another', () => {
-  it('call and return across pages, deeper than a chain may go, as the interpreter does', () => {
-    // rec recurses 40 deep (a chain stops at 24 frames and goes on from run_cached), leaf2
-    // calls leaf3 on a third page; each on its own page, so every CALL and RET leaves a
-    // compiled function.
-    expectSameCount(String.raw`
-      mov esp, 0x1a0000
-      xor ebx, ebx
-      mov edi, 30
-    outer:
-      mov ecx, 40
-      call rec
-      call leaf2
-      add ebx, eax
-      dec edi
-      jnz outer
-      hlt
-      align 4096
-    rec:
-      add ebx, ecx
-      dec ecx
-      jz .done
-      push ecx
-      call rec
-      pop ecx
-    .done:
-      ret
-      align 4096
-    leaf2:
-      mov eax, 3
-      call leaf3
-      ret
-      align 4096
-    leaf3:
-      add eax, 4
-      ret`, 30 * (820 + 7));
-  });
+// The same programs with every function on one page: a function then holds both a CALL and
+// its callee, and the callee's RET goes on in line at the instruction after the CALL when
+// that is where it returns to.
+for (const [what, page] of [['across pages', 'align 4096'], ['on one page', '']] as const) {
+  describe.skipIf(!hasNasm)(`compiled blocks that go straight on into one another, ${what}`, () => {
+    it('call and return, deeper than a chain may go, as the interpreter does', () => {
+      // rec recurses 40 deep (a chain stops at 24 frames and goes on from run_cached), leaf2
+      // calls leaf3; across pages, every CALL and RET leaves a compiled function.
+      expectSameCount(String.raw`
+        mov esp, 0x1a0000
+        xor ebx, ebx
+        mov edi, 30
+      outer:
+        mov ecx, 40
+        call rec
+        call leaf2
+        add ebx, eax
+        dec edi
+        jnz outer
+        hlt
+        ${page}
+      rec:
+        add ebx, ecx
+        dec ecx
+        jz .done
+        push ecx
+        call rec
+        pop ecx
+      .done:
+        ret
+        ${page}
+      leaf2:
+        mov eax, 3
+        call leaf3
+        ret
+        ${page}
+      leaf3:
+        add eax, 4
+        ret`, 30 * (820 + 7));
+    });
 
-  it('a RET to somewhere else than after its CALL goes there', () => {
-    // swap replaces its return address; one RET site sees two targets in turn.
-    expectSameCount(String.raw`
-      mov esp, 0x1a0000
-      xor ebx, ebx
-      mov edi, 20
-    outer:
-      call swap
-      add ebx, 1000
-    other:
-      add ebx, 1
-      call plain
-      add ebx, 2
-      dec edi
-      jnz outer
-      hlt
-      align 4096
-    swap:
-      mov dword [esp], other
-    plain:
-      ret`, 20 * 3);
-  });
+    it('a RET to somewhere else than after its CALL goes there', () => {
+      // swap replaces its return address; one RET site sees two targets in turn.
+      expectSameCount(String.raw`
+        mov esp, 0x1a0000
+        xor ebx, ebx
+        mov edi, 20
+      outer:
+        call swap
+        add ebx, 1000
+      other:
+        add ebx, 1
+        call plain
+        add ebx, 2
+        dec edi
+        jnz outer
+        hlt
+        ${page}
+      swap:
+        mov dword [esp], other
+      plain:
+        ret`, 20 * 3);
+    });
 
-  it('a callee that rewrites the code after its CALL is seen when it returns', () => {
-    // patcher stores EDI into the immediate of the MOV the CALL returns to.
-    expectSameCount(String.raw`
-      mov esp, 0x1a0000
-      xor ebx, ebx
-      mov edi, 10
-    outer:
-      call patcher
-    patch:
-      mov al, 0x11
-      add bl, al
-      dec edi
-      jnz outer
-      hlt
-      align 4096
-    patcher:
-      mov eax, edi
-      mov byte [patch + 1], al
-      ret`, 55);
+    it('a callee that rewrites the code after its CALL is seen when it returns', () => {
+      // patcher stores EDI into the immediate of the MOV the CALL returns to.
+      expectSameCount(String.raw`
+        mov esp, 0x1a0000
+        xor ebx, ebx
+        mov edi, 10
+      outer:
+        call patcher
+      patch:
+        mov al, 0x11
+        add bl, al
+        dec edi
+        jnz outer
+        hlt
+        ${page}
+      patcher:
+        mov eax, edi
+        mov byte [patch + 1], al
+        ret`, 55);
+    });
   });
-});
+}
 
 // The compiler works out 8- and 16-bit ALU operations, IMUL and INC/DEC's kept CF in line
 // (src/jit/compiler.ts): conditions on them must see the operands at their size.
@@ -879,82 +883,6 @@ describe.skipIf(!hasNasm)('8- and 16-bit shifts, compiled', () => {
       dec edi
       jnz next
       hlt`, ebx);
-  });
-});
-
-// A function that holds both a CALL and its callee (the same page) lets the callee's RET
-// go on in line at the instruction after the CALL when that is where it returns to.
-describe.skipIf(!hasNasm)('a CALL and RET inside one compiled function', () => {
-  it('recursion and calls on one page return as the interpreter does', () => {
-    expectSameCount(String.raw`
-      mov esp, 0x1a0000
-      xor ebx, ebx
-      mov edi, 30
-    outer:
-      mov ecx, 40
-      call rec
-      call leaf
-      add ebx, eax
-      dec edi
-      jnz outer
-      hlt
-    rec:
-      add ebx, ecx
-      dec ecx
-      jz .done
-      push ecx
-      call rec
-      pop ecx
-    .done:
-      ret
-    leaf:
-      mov eax, 3
-      call leaf2
-      ret
-    leaf2:
-      add eax, 4
-      ret`, 30 * (820 + 7));
-  });
-
-  it('a RET to somewhere else than after its CALL goes there', () => {
-    // swap replaces its return address with another instruction on the page.
-    expectSameCount(String.raw`
-      mov esp, 0x1a0000
-      xor ebx, ebx
-      mov edi, 20
-    outer:
-      call swap
-      add ebx, 1000
-    other:
-      add ebx, 1
-      call plain
-      add ebx, 2
-      dec edi
-      jnz outer
-      hlt
-    swap:
-      mov dword [esp], other
-    plain:
-      ret`, 20 * 3);
-  });
-
-  it('a callee that rewrites the code after its CALL is seen when it returns', () => {
-    expectSameCount(String.raw`
-      mov esp, 0x1a0000
-      xor ebx, ebx
-      mov edi, 10
-    outer:
-      call patcher
-    patch:
-      mov al, 0x11
-      add bl, al
-      dec edi
-      jnz outer
-      hlt
-    patcher:
-      mov eax, edi
-      mov byte [patch + 1], al
-      ret`, 55);
   });
 });
 

@@ -827,38 +827,10 @@ class Emitter {
     this.get(FA); this.set(PA); this.get(FB); this.set(PB); this.get(FR); this.set(PR);
   }
   /**
-   * SHL/SAL (sub 4, 6), SHR (5) or SAR (7) of a 32-bit register by `c` (1-31), in line as
-   * the interpreter's shift_fast(): CF and OF (AF cleared) go to EFLAGS, and ZF SF PF are
-   * left lazy, as after a logical operation on the result.
-   */
-  private shiftInline(sub: number, c: number, dst: number): void {
-    this.reg(dst, 31); this.set(A);
-    this.flushFlags();
-    this.get(A); this.i32(c); this.op(sub === 5 ? Op.i32_shr_u : sub === 7 ? Op.i32_shr_s : Op.i32_shl); this.set(V);
-    // CF: the last bit shifted out.
-    this.get(A);
-    if (sub === 5 || sub === 7) { this.i32(c - 1); this.op(sub === 5 ? Op.i32_shr_u : Op.i32_shr_s); } else { this.i32(32 - c); this.op(Op.i32_shr_u); }
-    this.i32(1); this.op(Op.i32_and); this.set(B);
-    const eflags = this.cs + this.c('REG_EFLAGS');
-    this.i32(0);
-    this.ld32(eflags); this.i32(~(FLAG_CF | FLAG_AF | FLAG_OF)); this.op(Op.i32_and);
-    this.get(B); this.op(Op.i32_or);
-    // OF: SHL the top bit of the result xor CF, SHR the operand's top bit, SAR 0.
-    if (sub !== 7) {
-      if (sub === 5) { this.get(A); this.i32(31); this.op(Op.i32_shr_u); } else { this.get(V); this.i32(31); this.op(Op.i32_shr_u); this.get(B); this.op(Op.i32_xor); }
-      this.i32(OF_BIT); this.op(Op.i32_shl); this.op(Op.i32_or);
-    }
-    this.mem(Op.i32_store, 2, eflags);
-    this.i32(0); this.get(V); this.mem(Op.i32_store, 2, this.cs + this.c('LF_RES'));
-    this.i32(0); this.i32(this.c('LF_LOGIC') | (31 << 8)); this.mem(Op.i32_store, 2, this.cs + this.c('LF_KIND'));
-    this.i32(0); this.i32(FLAG_ZF | FLAG_SF | FLAG_PF); this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
-    this.get(V); this.putReg(dst, 31);
-    this.flags = undefined;
-  }
-  /**
-   * V = A shifted by B (1-31) as shiftInline() does for a constant count: SHL/SAL (sub 4,
-   * 6), SHR (5) or SAR (7) of 32 bits, with shift_fast()'s flags. The pending flags are
-   * flushed already.
+   * V = A shifted by B (1 to the operand's width less one): SHL/SAL (sub 4, 6), SHR (5) or
+   * SAR (7) of an operand of size `sh`, with shift_fast()'s flags: CF and OF (AF cleared) in
+   * EFLAGS, ZF SF PF lazy as after a logical operation on the result. The pending flags are
+   * flushed already. Uses T.
    */
   private shiftByLocal(sub: number, sh: number): void {
     const mask = sh === 31 ? -1 : sh === 15 ? 0xffff : 0xff;
@@ -1283,10 +1255,6 @@ class Emitter {
       const byCl = m[2] === 'C';
       if (!byCl && (r.imm & 31) === 0 && m[1] === 'R') return 1;
       const count = () => { if (byCl) { this.reg(4, 7); this.i32(31); this.op(Op.i32_and); } else this.i32(r.imm & 31); };
-      if (!byCl && sh === 31 && r.sub >= 4 && m[1] === 'R') {
-        this.shiftInline(r.sub, r.imm & 31, r.dst);
-        return 1;
-      }
       if (!byCl && sh === 31 && r.sub <= 1 && m[1] === 'R') {
         this.rotateInline(r.sub === 0, r.imm & 31, r.dst);
         return 1;
