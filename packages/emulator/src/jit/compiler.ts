@@ -873,11 +873,7 @@ class Emitter {
     if (left) this.get(B); else { this.get(V); this.i32(30); this.op(Op.i32_shr_u); this.i32(1); this.op(Op.i32_and); }
     this.op(Op.i32_xor); this.i32(OF_BIT); this.op(Op.i32_shl);
     this.get(B); this.op(Op.i32_or); this.set(B);
-    const eflags = this.cs + this.c('REG_EFLAGS'), lfMask = this.cs + this.c('LF_MASK');
-    this.i32(0); this.ld32(eflags); this.i32(~(FLAG_CF | FLAG_OF)); this.op(Op.i32_and); this.get(B); this.op(Op.i32_or);
-    this.mem(Op.i32_store, 2, eflags);
-    this.i32(0); this.ld32(lfMask); this.i32(~(FLAG_CF | FLAG_OF)); this.op(Op.i32_and);
-    this.mem(Op.i32_store, 2, lfMask);
+    this.setFlagsBits(FLAG_CF | FLAG_OF, B);
     this.get(V); this.putReg(dst, 31);
     this.flags = undefined;
   }
@@ -928,32 +924,19 @@ class Emitter {
   }
   /** FR = FA + 1 or FA - 1 with the flags of INC or DEC (CF kept: set_lazy_keep_cf()). */
   private incDec(inc: boolean, sh: number): void {
+    // CF as it stands goes to EFLAGS (unless a pending INC or DEC kept it there already);
+    // the rest of a pending operation's flags are superseded by this one's, as
+    // set_lazy_keep_cf() leaves them.
     const p = this.pending;
-    if (p) {
-      // The operation whose flags are pending is in PA PB PR: its CF goes to EFLAGS here
-      // (unless it kept CF there itself, as INC and DEC do), and the rest of its flags are
-      // superseded by this one's, as set_lazy_keep_cf() leaves them.
-      if (p.mask & FLAG_CF) {
-        const eflags = this.cs + this.c('REG_EFLAGS');
-        this.i32(0);
-        this.ld32(eflags); this.i32(~FLAG_CF); this.op(Op.i32_and);
-        this.pendingCf(p);
-        this.op(Op.i32_or);
-        this.mem(Op.i32_store, 2, eflags);
-      }
-      this.pending = undefined;
-    } else {
-      // CF may be lazy in CPU_STATE: worked out as get_cf() does, into EFLAGS.
-      const cs = this.cs, eflags = cs + this.c('REG_EFLAGS');
-      this.ld32(cs + this.c('LF_MASK')); this.i32(FLAG_CF); this.op(Op.i32_and);
-      this.op(Op.if, VOID);
+    if (!p || (p.mask & FLAG_CF)) {
+      const eflags = this.cs + this.c('REG_EFLAGS');
       this.i32(0);
       this.ld32(eflags); this.i32(~FLAG_CF); this.op(Op.i32_and);
-      this.lazyCf();
+      this.currentCf();
       this.op(Op.i32_or);
       this.mem(Op.i32_store, 2, eflags);
-      this.op(Op.end);
     }
+    this.pending = undefined;
     this.get(FA); this.i32(1); this.op(inc ? Op.i32_add : Op.i32_sub);
     if (sh !== 31) { this.i32(sh === 15 ? 0xffff : 0xff); this.op(Op.i32_and); }
     this.set(FR);
@@ -973,13 +956,8 @@ class Emitter {
     this.ld32(cs + this.c('LF_OP1')); this.set(A);
     this.ld32(cs + this.c('LF_OP2')); this.set(B);
     this.ld32(cs + this.c('LF_RES')); this.set(V);
-    // ADD: (a & b) | ((a | b) & ~r); SUB: (~a & b) | (~(a ^ b) & r); at bit `shift`.
-    this.get(A); this.get(B); this.op(Op.i32_and);
-    this.get(A); this.get(B); this.op(Op.i32_or); this.get(V); this.i32(-1); this.op(Op.i32_xor); this.op(Op.i32_and);
-    this.op(Op.i32_or);
-    this.get(A); this.i32(-1); this.op(Op.i32_xor); this.get(B); this.op(Op.i32_and);
-    this.get(A); this.get(B); this.op(Op.i32_xor); this.i32(-1); this.op(Op.i32_xor); this.get(V); this.op(Op.i32_and);
-    this.op(Op.i32_or);
+    this.carryOut(A, B, V, false);
+    this.carryOut(A, B, V, true);
     this.get(T); this.i32(this.c('LF_SUB')); this.op(Op.i32_ne);
     this.op(Op.select);
     this.ld32(cs + this.c('LF_KIND')); this.i32(8); this.op(Op.i32_shr_u); this.i32(31); this.op(Op.i32_and);
@@ -1002,19 +980,25 @@ class Emitter {
     this.ld32(eflags); this.i32(FLAG_CF); this.op(Op.i32_and);
     this.op(Op.end);
   }
+  /**
+   * Push the carry (borrow) word of r = a + b (a - b) from locals `a` `b` `r`, as get_cf()
+   * works it out: CF is its bit at the operand's size. ADD: (a & b) | ((a | b) & ~r); SUB:
+   * (~a & b) | (~(a ^ b) & r); right with a carry or borrow in too.
+   */
+  private carryOut(a: number, b: number, r: number, sub: boolean): void {
+    if (!sub) {
+      this.get(a); this.get(b); this.op(Op.i32_and);
+      this.get(a); this.get(b); this.op(Op.i32_or); this.get(r); this.i32(-1); this.op(Op.i32_xor); this.op(Op.i32_and);
+    } else {
+      this.get(a); this.i32(-1); this.op(Op.i32_xor); this.get(b); this.op(Op.i32_and);
+      this.get(a); this.get(b); this.op(Op.i32_xor); this.i32(-1); this.op(Op.i32_xor); this.get(r); this.op(Op.i32_and);
+    }
+    this.op(Op.i32_or);
+  }
   /** Push CF (0 or 1) of the pending operation `p`, from PA PB PR as get_cf() would. */
   private pendingCf(p: { kind: PendingKind; sh: number }): void {
     if (p.kind === 'logic') { this.i32(0); return; }
-    if (p.kind === 'add') {
-      // ((a & b) | ((a | b) & ~r)) >> sh & 1
-      this.get(PA); this.get(PB); this.op(Op.i32_and);
-      this.get(PA); this.get(PB); this.op(Op.i32_or); this.get(PR); this.i32(-1); this.op(Op.i32_xor); this.op(Op.i32_and);
-    } else {
-      // ((~a & b) | (~(a ^ b) & r)) >> sh & 1
-      this.get(PA); this.i32(-1); this.op(Op.i32_xor); this.get(PB); this.op(Op.i32_and);
-      this.get(PA); this.get(PB); this.op(Op.i32_xor); this.i32(-1); this.op(Op.i32_xor); this.get(PR); this.op(Op.i32_and);
-    }
-    this.op(Op.i32_or);
+    this.carryOut(PA, PB, PR, p.kind !== 'add');
     this.i32(p.sh); this.op(Op.i32_shr_u); this.i32(1); this.op(Op.i32_and);
   }
   /**
@@ -1027,19 +1011,23 @@ class Emitter {
     // Overflow: the high half of the 64-bit product is not V's sign.
     this.get(A); this.op(Op.i64_extend_i32_s); this.get(B); this.op(Op.i64_extend_i32_s); this.op(Op.i64_mul);
     this.code.push(Op.i64_const, 32); this.op(Op.i64_shr_s); this.op(Op.i32_wrap_i64);
-    this.get(V); this.i32(31); this.op(Op.i32_shr_s); this.op(Op.i32_ne); this.set(T);
-    const eflags = this.cs + this.c('REG_EFLAGS'), arith = this.c('FLAGS_ARITH');
-    this.i32(0);
-    this.ld32(eflags); this.i32(~arith); this.op(Op.i32_and);
-    this.i32(0); this.get(T); this.op(Op.i32_sub); this.i32(FLAG_CF | FLAG_OF); this.op(Op.i32_and); this.op(Op.i32_or);
+    this.get(V); this.i32(31); this.op(Op.i32_shr_s); this.op(Op.i32_ne);
+    this.i32(-1); this.op(Op.i32_mul); this.i32(FLAG_CF | FLAG_OF); this.op(Op.i32_and);
     this.get(V); this.op(Op.i32_eqz); this.i32(6); this.op(Op.i32_shl); this.op(Op.i32_or);
     this.get(V); this.i32(31); this.op(Op.i32_shr_u); this.i32(7); this.op(Op.i32_shl); this.op(Op.i32_or);
     this.get(V); this.i32(0xff); this.op(Op.i32_and); this.op(Op.i32_popcnt); this.i32(1); this.op(Op.i32_and); this.op(Op.i32_eqz);
     this.i32(2); this.op(Op.i32_shl); this.op(Op.i32_or);
-    this.mem(Op.i32_store, 2, eflags);
-    this.i32(0); this.ld32(this.cs + this.c('LF_MASK')); this.i32(~arith); this.op(Op.i32_and);
-    this.mem(Op.i32_store, 2, this.cs + this.c('LF_MASK'));
+    this.set(T);
+    this.setFlagsBits(this.c('FLAGS_ARITH'), T);
     this.flags = undefined;
+  }
+  /** As set_flags_bits(): the `mask` bits of EFLAGS from local `v`, and no longer lazy. */
+  private setFlagsBits(mask: number, v: number): void {
+    const eflags = this.cs + this.c('REG_EFLAGS'), lfMask = this.cs + this.c('LF_MASK');
+    this.i32(0); this.ld32(eflags); this.i32(~mask); this.op(Op.i32_and); this.get(v); this.op(Op.i32_or);
+    this.mem(Op.i32_store, 2, eflags);
+    this.i32(0); this.ld32(lfMask); this.i32(~mask); this.op(Op.i32_and);
+    this.mem(Op.i32_store, 2, lfMask);
   }
   /** Push whether condition `cc` holds. */
   private cond(cc: number): void {
