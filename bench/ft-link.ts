@@ -3,15 +3,19 @@
 //
 //   raw            the same page bytes, no framing: the socket's ceiling in this run
 //   frames-crc32c  framed, CRC-32C trailer: "MAC off"
+//   frames-poly1305 framed, Poly1305 (the session MAC ftx86 uses by default)
 //   frames-hmac128 framed, HMAC-SHA256 truncated to 16 bytes
 //   frames-hmac256 framed, full HMAC-SHA256
-//   channel-hmac128 FtChannel end to end (connect/listen, handshake not timed)
+//   channel        FtChannel end to end with its default MAC, Poly1305 (connect/listen,
+//                  handshake not timed)
+//   channel-hmac128 the same with HMAC-SHA256-128 (the default before session 8)
 //
-// Also single-core reference speeds measured in the same run: memcpy, HMAC-SHA256, CRC-32C.
+// Also single-core reference speeds measured in the same run: memcpy, Poly1305, HMAC-SHA256,
+// CRC-32C.
 // MB = 10^6 bytes. Run: npx tsx bench/ft-link.ts [--quick]. Results: bench/results/ft-link.json.
 
 import { spawn } from 'node:child_process';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,11 +36,11 @@ import {
   listen,
   loadKeyFile,
   silentLogger,
-  type MacLength,
+  type MacKind,
 } from '../packages/ft-trans/src/index.ts';
 
-type Mode = 'raw' | 'frames-crc32c' | 'frames-hmac128' | 'frames-hmac256' | 'channel-hmac128';
-const MODES: Mode[] = ['raw', 'frames-crc32c', 'frames-hmac128', 'frames-hmac256', 'channel-hmac128'];
+type Mode = 'raw' | 'frames-crc32c' | 'frames-poly1305' | 'frames-hmac128' | 'frames-hmac256' | 'channel' | 'channel-hmac128';
+const MODES: Mode[] = ['raw', 'frames-crc32c', 'frames-poly1305', 'frames-hmac128', 'frames-hmac256', 'channel', 'channel-hmac128'];
 
 interface Job {
   mode: Mode;
@@ -45,7 +49,9 @@ interface Job {
   frameBytes: number; // page bytes per PAGES frame
 }
 
-const macOf = (mode: Mode): MacLength | 0 => (mode.endsWith('hmac128') ? 16 : mode.endsWith('hmac256') ? 32 : 0);
+const macOf = (mode: Mode): MacKind | 0 =>
+  mode.endsWith('hmac128') ? 'hmac-sha256-128' : mode.endsWith('hmac256') ? 'hmac-sha256' : mode.endsWith('poly1305') || mode === 'channel' ? 'poly1305' : 0;
+const isChannel = (mode: Mode): boolean => mode.startsWith('channel');
 
 // ---- receiver (child process) ---------------------------------------------------------
 
@@ -54,7 +60,7 @@ async function receiver(): Promise<void> {
   for await (const line of createInterface({ input: process.stdin })) {
     const job = JSON.parse(line) as Job;
     const key = loadKeyFile(job.keyFile);
-    if (job.mode === 'channel-hmac128') {
+    if (isChannel(job.mode)) {
       let got = 0;
       const listener = await listen({
         key,
@@ -111,8 +117,9 @@ async function sendAll(job: Job, port: number, ram: Buffer): Promise<number> {
     return { pfns, views };
   };
 
-  if (job.mode === 'channel-hmac128') {
-    const ch = await connect({ port, key: loadKeyFile(job.keyFile), logger: silentLogger, maxPayload: job.frameBytes + MIB });
+  if (isChannel(job.mode)) {
+    const mac = macOf(job.mode) || undefined;
+    const ch = await connect({ port, key: loadKeyFile(job.keyFile), logger: silentLogger, maxPayload: job.frameBytes + MIB, mac });
     const acked = new Promise<void>((resolve) => ch.on('frame', () => resolve()));
     const t0 = performance.now();
     for (let i = 0; i < frames; i++) {
@@ -167,6 +174,12 @@ function referenceSpeeds(): Record<string, number> {
   };
   return {
     'memcpy MB/s': rate(() => buf.copy(dst)),
+    'Poly1305 MB/s': rate(() => {
+      const aead = createCipheriv('chacha20-poly1305', key, Buffer.alloc(12), { authTagLength: 16 });
+      aead.setAAD(buf, { plaintextLength: 0 });
+      aead.final();
+      return aead.getAuthTag();
+    }),
     'HMAC-SHA256 MB/s': rate(() => createHmac('sha256', key).update(buf).digest()),
     'CRC-32C (JS) MB/s': rate(() => crc32c(buf)),
   };

@@ -135,12 +135,12 @@ describe.skipIf(!built)('FT: bad peers against a real secondary process', () => 
     const raw = await RawPeer.open(port);
     const wrongKey = keyFromBytes(randomBytes(32));
     const nonceC = randomBytes(NONCE_SIZE);
-    const hello = encodeHello({ version: 1, macLength: 16, role: Role.PRIMARY, nonce: nonceC, memorySize: 0, diskSize: 0, maxPayload: 1 << 20, node: 'wrong-key' });
+    const hello = encodeHello({ version: 1, mac: 'poly1305', role: Role.PRIMARY, nonce: nonceC, memorySize: 0, diskSize: 0, maxPayload: 1 << 20, node: 'wrong-key' });
     raw.send(MessageType.HELLO, [hello]);
     const ackFrame = (await raw.frame())!;
     expect(ackFrame.type).toBe(MessageType.HELLO_ACK);
     const ack = decodeHelloAck(ackFrame.payload);
-    raw.encoder.setMacKey(deriveSessionKeys(wrongKey, nonceC, ack.nonce).c2s, 16);
+    raw.encoder.setMacKey(deriveSessionKeys(wrongKey, nonceC, ack.nonce).c2s, 'poly1305');
     const t = handshakeTranscript(hello, ackFrame.payload.subarray(0, ackFrame.payload.length - 32));
     raw.send(MessageType.HELLO_PROOF, [encodeHelloProof(clientProof(wrongKey, nonceC, ack.nonce, 1, t))]);
     raw.send(MessageType.FULL_SYNC_BEGIN, [encodeFullSyncBegin({ ramBytes: 128 << 20, deviceBytes: 100, diskBytes: 4 << 20 })]);
@@ -164,7 +164,7 @@ describe.skipIf(!built)('FT: bad peers against a real secondary process', () => 
       // came first), sealed under a key the injector guessed.
       const forged = sealFrame({ type: MessageType.FULL_SYNC_BEGIN, epoch: 0n, seq: 2n },
         [encodeFullSyncBegin({ ramBytes: 128 << 20, deviceBytes: 100, diskBytes: 4 << 20 })],
-        { kind: 'hmac', key: keyFromBytes(randomBytes(32)), macLength: 16 });
+        { kind: 'mac', key: keyFromBytes(randomBytes(32)), mac: 'poly1305' });
       for (const b of forged) relay.toServer!.write(b);
       const refusal = await refusalAfter(secondary, n);
       expect(refusal.event).toBe('ft-link-refused');
@@ -208,7 +208,7 @@ describe.skipIf(!built)('FT: bad peers against a real secondary process', () => 
     n = refusals(secondary);
     const cut = await RawPeer.open(port);
     const hello = Buffer.concat(sealFrame({ type: MessageType.HELLO, epoch: 0n, seq: 0n },
-      [encodeHello({ version: 1, macLength: 16, role: Role.PRIMARY, nonce: randomBytes(NONCE_SIZE), memorySize: 0, diskSize: 0, maxPayload: 1 << 20, node: 'cut' })], CRC_SEALING));
+      [encodeHello({ version: 1, mac: 'poly1305', role: Role.PRIMARY, nonce: randomBytes(NONCE_SIZE), memorySize: 0, diskSize: 0, maxPayload: 1 << 20, node: 'cut' })], CRC_SEALING));
     cut.socket.end(hello.subarray(0, hello.length - 10));
     await cut.closed;
     expect((await refusalAfter(secondary, n)).code).toBe('CLOSED');

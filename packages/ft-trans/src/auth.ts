@@ -2,11 +2,11 @@
 // handshake, and the session keys that MAC every frame after it.
 //
 //   client (primary)                                   server (secondary)
-//   HELLO      {version, macLength, role, nonceC, memorySize, diskSize, maxPayload, node}
+//   HELLO      {version, mac, role, nonceC, memorySize, diskSize, maxPayload, node}
 //                                                                   CRC-32C, seq 0
 //                                   HELLO_ACK {same fields for the server, nonceS, proofS}  CRC, seq 0
-//   HELLO_PROOF {proofC}                                            HMAC c2s, seq 1
-//                                   HELLO_DONE {}                   HMAC s2c, seq 1
+//   HELLO_PROOF {proofC}                                            MAC c2s, seq 1
+//                                   HELLO_DONE {}                   MAC s2c, seq 1
 //
 //   T      = SHA-256(HELLO payload | HELLO_ACK payload without proofS)
 //   proofS = HMAC-SHA256(key, "server" | nonceC | nonceS | u16 version | T)
@@ -18,7 +18,7 @@
 // - Each side proves the key over the other's fresh nonce, so a recorded handshake cannot be
 //   replayed to either side; the server also refuses any nonceC it has already seen.
 // - T binds the proofs to every pre-authentication field, which travel under a mere CRC:
-//   a man in the middle who rewrites memory size, role or MAC length breaks the proofs.
+//   a man in the middle who rewrites memory size, role or the MAC chosen breaks the proofs.
 // - Separate per-direction MAC keys: with one key, a frame reflected back to its sender
 //   with the matching sequence number would verify.
 // - The session key depends on both nonces, so frames of one session never verify in
@@ -37,7 +37,8 @@ import {
   PROTOCOL_VERSION,
   messageTypeName,
   type Frame,
-  type MacLength,
+  DEFAULT_MAC,
+  type MacKind,
 } from './frame.ts';
 import {
   ErrorCode,
@@ -203,8 +204,8 @@ export interface LocalInfo {
 export interface HandshakeOptions {
   key: KeyObject;
   local?: LocalInfo;
-  /** Client only: MAC length to ask for (the server follows). Default 16. */
-  macLength?: MacLength;
+  /** Client only: the session MAC to ask for (the server follows). Default Poly1305. */
+  mac?: MacKind;
   /** Largest payload after authentication. */
   maxPayload?: number;
   /** Protocol version to speak; only tests change it. */
@@ -311,15 +312,15 @@ function expectType(f: Frame, type: MessageType): void {
   }
 }
 
-function localHello(opts: HandshakeOptions, version: number, macLength: MacLength, nonce: Buffer): Hello {
+function localHello(opts: HandshakeOptions, version: number, mac: MacKind, nonce: Buffer): Hello {
   const l = opts.local ?? {};
   const maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
-  return { version, macLength, role: l.role ?? 0, nonce, memorySize: l.memorySize ?? 0, diskSize: l.diskSize ?? 0, maxPayload, node: l.node ?? '' };
+  return { version, mac, role: l.role ?? 0, nonce, memorySize: l.memorySize ?? 0, diskSize: l.diskSize ?? 0, maxPayload, node: l.node ?? '' };
 }
 
 function peerInfo(h: Hello): PeerInfo {
-  const { version, macLength, role, memorySize, diskSize, maxPayload, node } = h;
-  return { version, macLength, role, memorySize, diskSize, maxPayload, node };
+  const { version, mac, role, memorySize, diskSize, maxPayload, node } = h;
+  return { version, mac, role, memorySize, diskSize, maxPayload, node };
 }
 
 /** After authentication: accept up to our limit, send up to the peer's (an oversized
@@ -342,11 +343,11 @@ function newCodecs(opts: HandshakeOptions): { decoder: FrameDecoder; encoder: Fr
 /** Run the client side on a connected socket. Rejects with a ProtocolError; the caller closes. */
 export async function clientHandshake(socket: Socket, opts: HandshakeOptions): Promise<HandshakeResult> {
   const { decoder, encoder, version } = newCodecs(opts);
-  const macLength = opts.macLength ?? 16;
+  const mac = opts.mac ?? DEFAULT_MAC;
   const link = new HandshakeLink(socket, decoder, encoder, opts.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
   try {
     const nonceC = randomBytes(NONCE_SIZE);
-    const helloPayload = encodeHello(localHello(opts, version, macLength, nonceC));
+    const helloPayload = encodeHello(localHello(opts, version, mac, nonceC));
     link.write(MessageType.HELLO, [helloPayload]);
 
     const ackFrame = await link.read();
@@ -359,13 +360,13 @@ export async function clientHandshake(socket: Socket, opts: HandshakeOptions): P
     if (!proofsEqual(serverProof(opts.key, nonceC, ack.nonce, version, transcript), ack.proof)) {
       throw new ProtocolError('AUTH', 'server failed authentication: its proof does not verify under our key (wrong key, or the handshake was tampered with)');
     }
-    // The proof covers T, which covers the MAC length the server echoed; a mismatch here is
-    // a server bug, not an attack.
-    if (ack.macLength !== macLength) throw new ProtocolError('MALFORMED', `server chose MAC length ${ack.macLength}; we asked for ${macLength}`);
+    // The proof covers T, which covers the MAC the server echoed; a mismatch here is a
+    // server bug, not an attack.
+    if (ack.mac !== mac) throw new ProtocolError('MALFORMED', `server chose MAC ${ack.mac}; we asked for ${mac}`);
 
     const keys = deriveSessionKeys(opts.key, nonceC, ack.nonce);
-    encoder.setMacKey(keys.c2s, macLength);
-    decoder.setMacKey(keys.s2c, macLength);
+    encoder.setMacKey(keys.c2s, mac);
+    decoder.setMacKey(keys.s2c, mac);
     link.write(MessageType.HELLO_PROOF, [encodeHelloProof(clientProof(opts.key, nonceC, ack.nonce, version, transcript))]);
 
     const done = await link.read();
@@ -407,12 +408,12 @@ export async function serverHandshake(socket: Socket, opts: HandshakeOptions): P
     }
 
     const nonceS = randomBytes(NONCE_SIZE);
-    const ackFields = encodeHello(localHello(opts, version, hello.macLength, nonceS));
+    const ackFields = encodeHello(localHello(opts, version, hello.mac, nonceS));
     const transcript = handshakeTranscript(helloFrame.payload, ackFields);
     link.write(MessageType.HELLO_ACK, [ackFields, serverProof(opts.key, hello.nonce, nonceS, version, transcript)]);
     const keys = deriveSessionKeys(opts.key, hello.nonce, nonceS);
-    encoder.setMacKey(keys.s2c, hello.macLength);
-    decoder.setMacKey(keys.c2s, hello.macLength);
+    encoder.setMacKey(keys.s2c, hello.mac);
+    decoder.setMacKey(keys.c2s, hello.mac);
 
     let proofFrame: Frame;
     try {

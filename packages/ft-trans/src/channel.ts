@@ -11,7 +11,7 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import type { KeyObject } from 'node:crypto';
 import { clientHandshake, serverHandshake, DEFAULT_HANDSHAKE_TIMEOUT_MS, type HandshakeResult, type LocalInfo } from './auth.ts';
 import { ChannelClosedError, ProtocolError, oneLine } from './errors.ts';
-import { HANDSHAKE_TYPES, MessageType, messageTypeName, type FrameDecoder, type FrameEncoder, type Frame, type MacLength } from './frame.ts';
+import { HANDSHAKE_TYPES, MessageType, messageTypeName, type FrameDecoder, type FrameEncoder, type Frame, type MacKind } from './frame.ts';
 import { stderrLogger, type FtLogger } from './logger.ts';
 import { decodeBye, decodeError, encodeBye, encodeHeartbeat, type PeerInfo } from './messages.ts';
 
@@ -444,8 +444,8 @@ interface CommonOptions extends ChannelOptions {
 export interface ConnectOptions extends CommonOptions {
   host?: string;
   port: number;
-  /** HMAC truncation; the server follows the client. Default 16. */
-  macLength?: MacLength;
+  /** The session MAC; the server follows the client. Default Poly1305. */
+  mac?: MacKind;
 }
 
 /** Primary side: connect to a secondary, authenticate, and return the channel. */

@@ -10,7 +10,7 @@ export type ProtocolErrorCode =
   | 'WRONG_TRAILER' // a CRC-only frame after the handshake, a MAC before it, or another MAC length
   | 'TOO_LARGE' // a length field over the configured limit: refused before any allocation
   | 'CHECKSUM' // CRC-32C trailer mismatch (pre-authentication frames)
-  | 'MAC' // HMAC mismatch: forged, altered, reflected, or under another key
+  | 'MAC' // MAC mismatch: forged, altered, reflected, or under another key
   | 'SEQUENCE' // a valid frame out of order: replayed, reordered or after a dropped one
   | 'TRUNCATED' // the stream ended inside a frame
   | 'MALFORMED' // a payload that does not parse as its message type

@@ -3,8 +3,10 @@
 // fields. DEVICE_STATE is opaque here: its bytes belong to the snapshot codec. A payload that does not parse exactly (short, trailing bytes,
 // out-of-range field) is a ProtocolError('MALFORMED'), never a RangeError.
 //
-//   HELLO            u16 version, u8 macLength, u8 role, nonce[32], u64 memorySize,
+//   HELLO            u16 version, u8 mac, u8 role, nonce[32], u64 memorySize,
 //                    u64 diskSize, u32 maxPayload, str8 node
+//                    (mac: 16 HMAC-SHA256 truncated to 16 bytes, 32 HMAC-SHA256, 0x50
+//                    Poly1305; the first two are the HMAC's length, as the byte began)
 //   HELLO_ACK        the same fields for the server, then proof[32]
 //   HELLO_PROOF      proof[32]
 //   HELLO_DONE       (empty)
@@ -25,7 +27,11 @@
 //   BYE              str16 reason
 
 import { ProtocolError } from './errors.ts';
-import type { MacLength } from './frame.ts';
+import type { MacKind } from './frame.ts';
+
+/** The HELLO byte of each session MAC. */
+const MAC_CODE: Record<MacKind, number> = { 'hmac-sha256-128': 16, 'hmac-sha256': 32, poly1305: 0x50 };
+const MAC_OF_CODE = new Map<number, MacKind>(Object.entries(MAC_CODE).map(([k, v]) => [v, k as MacKind]));
 
 export const NONCE_SIZE = 32;
 export const PROOF_SIZE = 32;
@@ -144,7 +150,8 @@ function utf8(text: string, max: number, what: string): Buffer {
 
 export interface PeerInfo {
   readonly version: number;
-  readonly macLength: MacLength;
+  /** The session MAC: the client asks, the server follows. */
+  readonly mac: MacKind;
   readonly role: Role;
   readonly memorySize: number;
   readonly diskSize: number;
@@ -167,13 +174,16 @@ function helloSize(node: Buffer): number {
 
 function writeHello(w: PayloadWriter, h: Hello, node: Buffer): void {
   if (h.nonce.length !== NONCE_SIZE) throw new RangeError(`nonce must be ${NONCE_SIZE} bytes`);
-  w.u16(h.version).u8(h.macLength).u8(h.role).bytes(h.nonce).u64(h.memorySize).u64(h.diskSize).u32(h.maxPayload).u8(node.length).bytes(node);
+  w.u16(h.version).u8(MAC_CODE[h.mac]).u8(h.role).bytes(h.nonce).u64(h.memorySize).u64(h.diskSize).u32(h.maxPayload).u8(node.length).bytes(node);
 }
 
 function readHello(r: PayloadReader, what: string): Hello {
   const version = r.u16();
-  const macLength = r.u8();
-  if (macLength !== 16 && macLength !== 32) throw new ProtocolError('MALFORMED', `${what} asks for MAC length ${macLength} (16 or 32)`);
+  const macCode = r.u8();
+  const mac = MAC_OF_CODE.get(macCode);
+  if (mac === undefined) {
+    throw new ProtocolError('MALFORMED', `${what} asks for MAC 0x${macCode.toString(16)} (0x10 HMAC-SHA256-128, 0x20 HMAC-SHA256, 0x50 Poly1305)`);
+  }
   const role = r.u8();
   if (role !== Role.UNSPECIFIED && role !== Role.PRIMARY && role !== Role.SECONDARY) {
     throw new ProtocolError('MALFORMED', `${what} has unknown role ${role}`);
@@ -183,7 +193,7 @@ function readHello(r: PayloadReader, what: string): Hello {
   const diskSize = r.u64();
   const maxPayload = r.u32();
   const node = r.str8();
-  return { version, macLength, role, nonce, memorySize, diskSize, maxPayload, node };
+  return { version, mac, role, nonce, memorySize, diskSize, maxPayload, node };
 }
 
 export function encodeHello(h: Hello): Buffer {

@@ -201,10 +201,10 @@ describe('handshake', () => {
     const key = testKey();
     const sec = await secondary(key);
     expect(sec.listener.host).toBe('127.0.0.1'); // loopback unless told otherwise
-    const pri = await connectPrimary(sec.listener.port, key, { macLength: 32 });
+    const pri = await connectPrimary(sec.listener.port, key, { mac: 'hmac-sha256' });
     await waitFor(() => sec.channels.length === 1);
-    expect(pri.peer).toEqual({ version: 1, macLength: 32, role: Role.SECONDARY, memorySize: 256 << 20, diskSize: 1 << 30, maxPayload: 64 << 20, node: 'sec' });
-    expect(sec.channels[0].peer).toMatchObject({ role: Role.PRIMARY, memorySize: 256 << 20, node: 'pri', macLength: 32 });
+    expect(pri.peer).toEqual({ version: 1, mac: 'hmac-sha256', role: Role.SECONDARY, memorySize: 256 << 20, diskSize: 1 << 30, maxPayload: 64 << 20, node: 'sec' });
+    expect(sec.channels[0].peer).toMatchObject({ role: Role.PRIMARY, memorySize: 256 << 20, node: 'pri', mac: 'hmac-sha256' });
     const got: Frame[] = [];
     sec.channels[0].on('frame', (f) => {
       got.push(f);
@@ -237,12 +237,12 @@ describe('handshake', () => {
       const key = variant === 'wrong key' ? testKey() : serverKey;
       const raw = await RawPeer.open(sec.listener.port);
       const nonceC = randomBytes(NONCE_SIZE);
-      const hello = encodeHello({ version: 1, macLength: 16, role: Role.PRIMARY, nonce: nonceC, memorySize: 0, diskSize: 0, maxPayload: 1 << 20, node: 'evil' });
+      const hello = encodeHello({ version: 1, mac: 'poly1305', role: Role.PRIMARY, nonce: nonceC, memorySize: 0, diskSize: 0, maxPayload: 1 << 20, node: 'evil' });
       raw.send(MessageType.HELLO, [hello]);
       const ackFrame = (await raw.frame())!;
       const ack = decodeHelloAck(ackFrame.payload);
       const keys = deriveSessionKeys(key, nonceC, ack.nonce);
-      raw.encoder.setMacKey(keys.c2s, 16);
+      raw.encoder.setMacKey(keys.c2s, 'poly1305');
       const t = handshakeTranscript(hello, ackFrame.payload.subarray(0, ackFrame.payload.length - 32));
       const proof = variant === 'wrong key' ? clientProof(key, nonceC, ack.nonce, 1, t) : randomBytes(32);
       raw.send(MessageType.HELLO_PROOF, [encodeHelloProof(proof)]);
@@ -331,7 +331,7 @@ describe('handshake', () => {
     };
     const attacks: [string, 'c2s' | 's2c', (p: Buffer) => Buffer][] = [
       ['HELLO memory size', 'c2s', (p) => encodeHello({ ...decodeHello(p), memorySize: 1 << 20 })],
-      ['HELLO MAC length downgrade', 'c2s', (p) => encodeHello({ ...decodeHello(p), macLength: 16 })],
+      ['HELLO MAC downgrade', 'c2s', (p) => encodeHello({ ...decodeHello(p), mac: 'hmac-sha256-128' })],
       ['HELLO_ACK role', 's2c', (p) => (p.writeUInt8(Role.PRIMARY, 3), p)],
     ];
     for (const [what, dir, edit] of attacks) {
@@ -339,7 +339,7 @@ describe('handshake', () => {
         onFrame: (d, index, frame) => (d === dir && index === 0 ? [rewrite(frame, edit)] : undefined),
       });
       cleanup.push(() => proxy.close());
-      const err = await rejection(connectPrimary(proxy.port, key, { macLength: 32 }));
+      const err = await rejection(connectPrimary(proxy.port, key, { mac: 'hmac-sha256' }));
       expect(err.code, what).toBe('AUTH');
     }
     expect(sec.channels).toHaveLength(0);

@@ -147,7 +147,7 @@ describe('FtChannel under a man in the middle', () => {
   const attacks: { name: string; attack: Attack; code: string; delivered: number }[] = [
     {
       name: 'a frame forged under a guessed key is refused (MAC)',
-      attack: (d, i, f) => (d === 'c2s' && i === 4 ? [forged(4n, { kind: 'hmac', key: testKey(), macLength: 16 }), f] : undefined),
+      attack: (d, i, f) => (d === 'c2s' && i === 4 ? [forged(4n, { kind: 'mac', key: testKey(), mac: 'poly1305' }), f] : undefined),
       code: 'MAC',
       delivered: 2,
     },
@@ -338,7 +338,7 @@ describe('FtChannel flow', () => {
   it('moves a 64 MiB PAGES frame over TCP forwarded in random-sized writes', async () => {
     const rnd = prng(7);
     const p = await pair({
-      channel: { maxPayload: 65 * MIB, macLength: 32 },
+      channel: { maxPayload: 65 * MIB, mac: 'hmac-sha256' },
       via: async (port) => {
         const proxy = await MitmProxy.start(port, { chunkSize: () => 1 + Math.floor(rnd() * 65536) });
         cleanup.push(() => proxy.close());
@@ -454,10 +454,10 @@ describe('FtChannel flow', () => {
     cleanup.push(() => void client.destroy());
     const sock = await accepted;
     const decoder = new FrameDecoder();
-    decoder.setMacKey(key, 16);
-    const chan = observe(new FtChannel(sock, { decoder, encoder: new FrameEncoder(), peer: { version: 1, macLength: 16, role: 0, memorySize: 0, diskSize: 0, maxPayload: MIB, node: 'x' } }, { logger: recordingLogger() }));
+    decoder.setMacKey(key, 'poly1305');
+    const chan = observe(new FtChannel(sock, { decoder, encoder: new FrameEncoder(), peer: { version: 1, mac: 'poly1305', role: 0, memorySize: 0, diskSize: 0, maxPayload: MIB, node: 'x' } }, { logger: recordingLogger() }));
     const enc = new FrameEncoder();
-    enc.setMacKey(key, 16);
+    enc.setMacKey(key, 'poly1305');
     for (const b of enc.encode(MessageType.EVENTS, 1n, [events(1)])) client.write(b);
     for (const b of enc.encode(MessageType.HELLO, 0n, [Buffer.alloc(10)])) client.write(b);
     for (const b of enc.encode(MessageType.EVENTS, 2n, [events(2)])) client.write(b);

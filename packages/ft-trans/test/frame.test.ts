@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { randomBytes } from 'node:crypto';
+import { createDecipheriv, randomBytes } from 'node:crypto';
 import {
   CRC_SEALING,
   DEFAULT_MAX_PAYLOAD,
@@ -45,7 +45,7 @@ import {
   messageTypeName,
   sealFrame,
   type Frame,
-  type MacLength,
+  type MacKind,
   type MessageTypeName,
   type Sealing,
 } from '../src/index.ts';
@@ -67,7 +67,7 @@ function expectProtocolError(fn: () => unknown, code: string): ProtocolError {
 }
 
 /** An encoder/decoder pair sharing one sealing, as after a handshake. */
-function pair(mac: MacLength | 0, decoderOpts: { maxPayload?: number } = {}): { enc: FrameEncoder; dec: FrameDecoder } {
+function pair(mac: MacKind | 0, decoderOpts: { maxPayload?: number } = {}): { enc: FrameEncoder; dec: FrameDecoder } {
   const enc = new FrameEncoder({ maxPayload: decoderOpts.maxPayload });
   const dec = new FrameDecoder(decoderOpts);
   if (mac) {
@@ -82,7 +82,7 @@ function pair(mac: MacLength | 0, decoderOpts: { maxPayload?: number } = {}): { 
 const samples: Record<MessageTypeName, { parts: Uint8Array[]; check: (payload: Buffer) => void }> = (() => {
   const nonce = randomBytes(32);
   const proof = randomBytes(32);
-  const hello = { version: 1, macLength: 16 as const, role: Role.PRIMARY, nonce, memorySize: 512 * MIB, diskSize: 8 * 1024 * MIB, maxPayload: 64 * MIB, node: 'primary-ä' };
+  const hello = { version: 1, mac: 'poly1305' as const, role: Role.PRIMARY, nonce, memorySize: 512 * MIB, diskSize: 8 * 1024 * MIB, maxPayload: 64 * MIB, node: 'primary-ä' };
   const pageData = randomBytes(3 * PAGE_SIZE);
   const disk = [
     { offset: 0, data: randomBytes(512) },
@@ -135,8 +135,8 @@ const samples: Record<MessageTypeName, { parts: Uint8Array[]; check: (payload: B
 })();
 
 describe('frame encoding and decoding', () => {
-  for (const mac of [0, 16, 32] as const) {
-    it(`round-trips every message type under ${mac ? `HMAC-SHA256-${mac * 8}` : 'CRC-32C'}`, () => {
+  for (const mac of [0, 'poly1305', 'hmac-sha256-128', 'hmac-sha256'] as const) {
+    it(`round-trips every message type under ${mac || 'CRC-32C'}`, () => {
       const { enc, dec } = pair(mac);
       const names = Object.keys(MessageType) as MessageTypeName[];
       const epochs = names.map((_, i) => (i === 3 ? 2n ** 64n - 1n : BigInt(i) * 1_000_003n));
@@ -166,7 +166,7 @@ describe('frame encoding and decoding', () => {
     expect(parts[1]).toBe(views[0]);
     expect(parts[1].buffer).toBe(ram.buffer);
 
-    const { enc, dec } = pair(16, { maxPayload: 65 * MIB });
+    const { enc, dec } = pair('poly1305', { maxPayload: 65 * MIB });
     const frame = enc.encode(MessageType.PAGES, 77n, parts);
     expect(frame.length).toBe(count + 3); // header, index, pages, MAC: ready for one writev
     const wire = concat(frame);
@@ -196,9 +196,39 @@ describe('frame encoding and decoding', () => {
 
     // The default 64 MiB payload limit refuses the same frame from its header alone.
     const strict = new FrameDecoder();
-    strict.setMacKey(testKey(), 16);
+    strict.setMacKey(testKey(), 'poly1305');
     strict.push(wire.subarray(0, HEADER_SIZE));
     expectProtocolError(() => strict.next(), 'TOO_LARGE');
+  });
+
+  it('seals with Poly1305 as documented: the ChaCha20-Poly1305 tag of header + payload, nonce = the sequence number', () => {
+    // Checked the other way round, through Node's decipher, so the wire format a peer in
+    // another language would implement is pinned down here.
+    const key = testKey();
+    const payload = randomBytes(5000);
+    const verifies = (wire: Buffer, seq: bigint): boolean => {
+      const nonce = Buffer.alloc(12);
+      nonce.writeBigUInt64BE(seq, 4);
+      const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+      d.setAAD(wire.subarray(0, wire.length - 16), { plaintextLength: 0 });
+      d.setAuthTag(wire.subarray(wire.length - 16));
+      try {
+        d.final();
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const enc = new FrameEncoder();
+    enc.setMacKey(key, 'poly1305');
+    const first = concat(enc.encode(MessageType.PAGES, 9n, [payload]));
+    const second = concat(enc.encode(MessageType.PAGES, 9n, [payload]));
+    expect(first.length).toBe(HEADER_SIZE + payload.length + 16);
+    expect(verifies(first, 0n)).toBe(true);
+    expect(verifies(second, 1n)).toBe(true);
+    // The same bytes under another sequence number's nonce do not verify.
+    expect(verifies(first, 1n)).toBe(false);
+    expect(first.subarray(-16).equals(second.subarray(-16))).toBe(false);
   });
 
   it('hands out payload parts as frame pieces without copying them', () => {
@@ -211,12 +241,12 @@ describe('frame encoding and decoding', () => {
     const key = testKey();
     const enc = new FrameEncoder();
     const first = enc.encode(MessageType.HELLO, 0n, [Buffer.from('x')]);
-    enc.setMacKey(key, 16);
+    enc.setMacKey(key, 'poly1305');
     const second = enc.encode(MessageType.HELLO_PROOF, 0n, [randomBytes(32)]);
     const dec = new FrameDecoder();
     dec.push(concat([...first, ...second]));
     expect(dec.next()?.type).toBe(MessageType.HELLO);
-    dec.setMacKey(key, 16);
+    dec.setMacKey(key, 'poly1305');
     expect(dec.next()?.type).toBe(MessageType.HELLO_PROOF);
   });
 });
@@ -263,7 +293,7 @@ describe('decoder robustness', () => {
   });
 
   it('refuses every single-bit flip of a MAC frame, and of a CRC frame', () => {
-    for (const mac of [16, 0] as const) {
+    for (const mac of ['poly1305', 'hmac-sha256-128', 0] as const) {
       const key = testKey();
       const enc = new FrameEncoder();
       if (mac) enc.setMacKey(key, mac);
@@ -310,13 +340,16 @@ describe('decoder robustness', () => {
   it('refuses a trailer kind other than the one the session uses', () => {
     const key = testKey();
     const sealings: [Sealing, Sealing, RegExp][] = [
-      [CRC_SEALING, { kind: 'hmac', key, macLength: 16 }, /CRC-32C trailer after authentication/],
-      [{ kind: 'hmac', key, macLength: 16 }, CRC_SEALING, /HMAC-SHA256-128 trailer before the handshake/],
-      [{ kind: 'hmac', key, macLength: 32 }, { kind: 'hmac', key, macLength: 16 }, /HMAC-SHA256 trailer instead of the negotiated MAC/],
+      [CRC_SEALING, { kind: 'mac', key, mac: 'poly1305' }, /CRC-32C trailer after authentication/],
+      [{ kind: 'mac', key, mac: 'hmac-sha256-128' }, CRC_SEALING, /HMAC-SHA256-128 trailer before the handshake/],
+      [{ kind: 'mac', key, mac: 'poly1305' }, CRC_SEALING, /Poly1305 trailer before the handshake/],
+      [{ kind: 'mac', key, mac: 'hmac-sha256' }, { kind: 'mac', key, mac: 'hmac-sha256-128' }, /HMAC-SHA256 trailer instead of the negotiated MAC/],
+      [{ kind: 'mac', key, mac: 'hmac-sha256-128' }, { kind: 'mac', key, mac: 'poly1305' }, /HMAC-SHA256-128 trailer instead of the negotiated MAC/],
+      [{ kind: 'mac', key, mac: 'poly1305' }, { kind: 'mac', key, mac: 'hmac-sha256-128' }, /Poly1305 trailer instead of the negotiated MAC/],
     ];
     for (const [sent, expected, msg] of sealings) {
       const dec = new FrameDecoder();
-      if (expected.kind === 'hmac') dec.setMacKey(expected.key, expected.macLength);
+      if (expected.kind === 'mac') dec.setMacKey(expected.key, expected.mac);
       dec.push(concat(sealFrame({ type: MessageType.PAGES, epoch: 1n, seq: 0n }, [Buffer.alloc(8)], sent)));
       expect(expectProtocolError(() => dec.next(), 'WRONG_TRAILER').message).toMatch(msg);
     }
@@ -325,7 +358,7 @@ describe('decoder robustness', () => {
   it('refuses a replayed, a reordered and a skipped frame, each with a valid MAC', () => {
     const key = testKey();
     const enc = new FrameEncoder();
-    enc.setMacKey(key, 16);
+    enc.setMacKey(key, 'poly1305');
     const f = [0, 1, 2, 3].map((i) => concat(enc.encode(MessageType.EVENTS, BigInt(i), [Buffer.from([i])])));
     const streams: [Buffer[], number, RegExp][] = [
       [[f[0], f[1], f[1]], 2, /expected frame 2, got EVENTS frame \(seq 1\).*replayed or reordered/],
@@ -334,7 +367,7 @@ describe('decoder robustness', () => {
     ];
     for (const [stream, deliveredBefore, msg] of streams) {
       const dec = new FrameDecoder();
-      dec.setMacKey(key, 16);
+      dec.setMacKey(key, 'poly1305');
       dec.push(concat(stream));
       for (let i = 0; i < deliveredBefore; i++) expect(dec.next()?.seq).toBe(BigInt(i));
       expect(expectProtocolError(() => dec.next(), 'SEQUENCE').message).toMatch(msg);

@@ -68,7 +68,7 @@ export class FrameSplitter {
     for (;;) {
       if (this.#buf.length < HEADER_SIZE) break;
       const len = this.#buf.readUInt32BE(8);
-      const trailer = [4, 16, 32, 0][this.#buf.readUInt16BE(6) & 3];
+      const trailer = [4, 16, 32, 16][this.#buf.readUInt16BE(6) & 3]; // CRC-32C, HMAC-128, HMAC-256, Poly1305
       const total = HEADER_SIZE + len + trailer;
       if (this.#buf.length < total) break;
       out.push(this.#buf.subarray(0, total));
