@@ -61,6 +61,18 @@ describe('snapshot value encoding', () => {
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
     expect(() => encodeValue(cyclic, 'x')).toThrow(SnapshotError);
+    expect(() => encodeValue(cyclic, 'x')).toThrow(/cannot encode x(\.self){65}: nested deeper than 64 levels/);
+  });
+
+  it('names the path of a lone surrogate in a string or a field name, also after that name was encoded well-formed', () => {
+    // The encoder walks without names first and caches encoded field names: neither may
+    // let a malformed string through or lose the path in the message.
+    expect(decodeValue(encodeValue({ dev: { regs: [1, { ok: 'a\u{1F600}b' }] } }))).toEqual({ dev: { regs: [1, { ok: 'a\u{1F600}b' }] } });
+    expect(() => encodeValue({ dev: { regs: [1, { ok: 'a\uD800b' }] } }, 'uart')).toThrow(/cannot encode uart\.dev\.regs\[1\]\.ok: string holds a lone UTF-16 surrogate/);
+    expect(() => encodeValue({ dev: { ['k\uDC00']: 1 } }, 'uart')).toThrow(/cannot encode uart\.dev field name: string holds a lone UTF-16 surrogate/);
+    expect(() => encodeValue({ dev: { ['k\uDC00']: 1 } }, 'uart')).toThrow(/uart\.dev field name/);
+    expect(() => encodeValue({ a: [0, [1, undefined]] }, 'pic')).toThrow(/cannot encode pic\.a\[1\]\[1\]: undefined in an array/);
+    expect(() => encodeValue({ a: { b: 2n ** 9000n } }, 'clock')).toThrow(/cannot encode clock\.a\.b: bigint wider than 1024 bytes/);
   });
 
   it('decodes a "__proto__" field as a field, not as a prototype', () => {

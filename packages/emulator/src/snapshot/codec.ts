@@ -217,11 +217,18 @@ function unencodable(message: string): SnapshotError {
   return new SnapshotError('unencodable', `cannot encode snapshot: ${message}`);
 }
 
+/** Section names checked and encoded, as FT checkpoints encode the same ones many times a second. */
+const sectionNames = new Map<string, Uint8Array>();
+
 function sectionName(name: string, what: string): Uint8Array {
+  let bytes = sectionNames.get(name);
+  if (bytes !== undefined) return bytes;
   if (!NAME_PATTERN.test(name)) {
     throw unencodable(`${what} name ${quoteName(name)} must be 1-255 characters of [A-Za-z0-9._:@-]`);
   }
-  return asciiEncoder.encode(name);
+  bytes = asciiEncoder.encode(name);
+  if (sectionNames.size < 1024) sectionNames.set(name, bytes);
+  return bytes;
 }
 
 function checkU32(v: number, what: string): number {

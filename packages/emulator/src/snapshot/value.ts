@@ -133,14 +133,53 @@ function checkWellFormed(s: string, path: string): void {
 /** Encode plain data; `path` names the value in errors ("pic8259.master.irr"). */
 export function encodeValue(value: unknown, path = 'value'): Uint8Array {
   const w = new ByteWriter();
-  writeValue(w, value, path, 0);
+  try {
+    writeValue(w, value, null, 0);
+  } catch (e) {
+    if (e !== NEEDS_PATH) throw e;
+    // Walk again naming every value on the way, for the error's path.
+    writeValue(new ByteWriter(), value, path, 0);
+    throw e; // not reached: the named walk throws the same problem with its path
+  }
   return w.finish();
 }
 
-export function writeValue(w: ByteWriter, v: unknown, path: string, depth: number): void {
-  if (depth > MAX_VALUE_DEPTH) {
-    throw new SnapshotError('unencodable', `cannot encode ${path}: nested deeper than ${MAX_VALUE_DEPTH} levels (a cycle?)`);
-  }
+/** Thrown by an unnamed walk (path null) at the first problem; encodeValue walks again with names. */
+const NEEDS_PATH = new Error('unencodable value (walked without names)');
+
+/**
+ * Encoded object keys, each checked once: a checkpoint encodes every device's state several
+ * times a second and the field names are the same every time (bounded, so that data used as
+ * keys cannot grow it without limit).
+ */
+const keyBytes = new Map<string, Uint8Array>();
+const KEY_CACHE_MAX = 4096;
+
+function encodedKey(k: string, path: string | null): Uint8Array {
+  let b = keyBytes.get(k);
+  if (b !== undefined) return b;
+  if (LONE_SURROGATE.test(k)) checkWellFormed(k, `${named(path)} field name`);
+  const w = new ByteWriter();
+  w.utf8(k);
+  b = w.finish();
+  if (keyBytes.size < KEY_CACHE_MAX) keyBytes.set(k, b);
+  return b;
+}
+
+/** The value's name for an error message; an unnamed walk gives up here (see encodeValue). */
+function named(path: string | null): string {
+  if (path === null) throw NEEDS_PATH;
+  return path;
+}
+
+/**
+ * Write one value. `path` names it for errors; null walks without building names (the
+ * common case: a problem then throws NEEDS_PATH and encodeValue walks again with them).
+ * No closures in here: tsx's transform names each one it creates (a defineProperty call),
+ * which cost more than the encoding itself.
+ */
+function writeValue(w: ByteWriter, v: unknown, path: string | null, depth: number): void {
+  if (depth > MAX_VALUE_DEPTH) throw new SnapshotError('unencodable', `cannot encode ${named(path)}: nested deeper than ${MAX_VALUE_DEPTH} levels (a cycle?)`);
   switch (typeof v) {
     case 'boolean':
       w.u8(v ? TAG_TRUE : TAG_FALSE);
@@ -160,7 +199,7 @@ export function writeValue(w: ByteWriter, v: unknown, path: string, depth: numbe
       }
       return;
     case 'string':
-      checkWellFormed(v, path);
+      if (LONE_SURROGATE.test(v)) checkWellFormed(v, named(path));
       w.u8(TAG_STRING);
       w.utf8(v);
       return;
@@ -172,9 +211,7 @@ export function writeValue(w: ByteWriter, v: unknown, path: string, depth: numbe
         mag.push(Number(m & 0xffn));
         m >>= 8n;
       }
-      if (mag.length > MAX_BIGINT_BYTES) {
-        throw new SnapshotError('unencodable', `cannot encode ${path}: bigint wider than ${MAX_BIGINT_BYTES} bytes`);
-      }
+      if (mag.length > MAX_BIGINT_BYTES) throw new SnapshotError('unencodable', `cannot encode ${named(path)}: bigint wider than ${MAX_BIGINT_BYTES} bytes`);
       w.u8(negative ? TAG_NEGBIGINT : TAG_BIGINT);
       w.varint(mag.length);
       w.bytes(Uint8Array.from(mag));
@@ -183,7 +220,7 @@ export function writeValue(w: ByteWriter, v: unknown, path: string, depth: numbe
     case 'object':
       break;
     default:
-      throw new SnapshotError('unencodable', `cannot encode ${path}: ${typeof v} is not plain data`);
+      throw new SnapshotError('unencodable', `cannot encode ${named(path)}: ${typeof v} is not plain data`);
   }
   if (v === null) {
     w.u8(TAG_NULL);
@@ -199,8 +236,8 @@ export function writeValue(w: ByteWriter, v: unknown, path: string, depth: numbe
     w.u8(TAG_ARRAY);
     w.varint(v.length);
     for (let i = 0; i < v.length; i++) {
-      if (v[i] === undefined) throw new SnapshotError('unencodable', `cannot encode ${path}[${i}]: undefined in an array`);
-      writeValue(w, v[i], `${path}[${i}]`, depth + 1);
+      if (v[i] === undefined) throw new SnapshotError('unencodable', `cannot encode ${named(path)}[${i}]: undefined in an array`);
+      writeValue(w, v[i], path === null ? null : `${path}[${i}]`, depth + 1);
     }
     return;
   }
@@ -208,16 +245,17 @@ export function writeValue(w: ByteWriter, v: unknown, path: string, depth: numbe
   if (proto !== Object.prototype && proto !== null) {
     // Maps, Dates, other typed arrays, class instances: none round-trips as plain data.
     const kind = (v as { constructor?: { name?: string } }).constructor?.name ?? 'object';
-    throw new SnapshotError('unencodable', `cannot encode ${path}: ${kind} is not plain data (use objects, arrays, Uint8Array)`);
+    throw new SnapshotError('unencodable', `cannot encode ${named(path)}: ${kind} is not plain data (use objects, arrays, Uint8Array)`);
   }
   const record = v as Record<string, unknown>;
-  const keys = Object.keys(record).filter((k) => record[k] !== undefined).sort();
+  const keys: string[] = [];
+  for (const k of Object.keys(record)) if (record[k] !== undefined) keys.push(k);
+  keys.sort();
   w.u8(TAG_OBJECT);
   w.varint(keys.length);
   for (const k of keys) {
-    checkWellFormed(k, `${path} field name`);
-    w.utf8(k);
-    writeValue(w, record[k], `${path}.${k}`, depth + 1);
+    w.bytes(encodedKey(k, path));
+    writeValue(w, record[k], path === null ? null : `${path}.${k}`, depth + 1);
   }
 }
 
