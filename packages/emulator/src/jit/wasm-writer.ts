@@ -149,20 +149,50 @@ export function encodeModule(spec: ModuleSpec): Uint8Array<ArrayBuffer> {
   }
   section(out, 7, exportSec);
 
-  const codeSec: number[] = [];
-  uleb(codeSec, spec.funcs.length);
+  // The code section is most of the module: its bodies are copied once, straight from
+  // each function's code array into the module's bytes.
+  const heads: number[][] = [];
+  const bodySizes: number[] = [];
+  let codeSize = ulebLength(spec.funcs.length);
   for (const f of spec.funcs) {
-    const body: number[] = [];
-    uleb(body, f.locals.length);
+    const head: number[] = [];
+    uleb(head, f.locals.length);
     for (const [n, t] of f.locals) {
-      uleb(body, n);
-      body.push(t);
+      uleb(head, n);
+      head.push(t);
     }
-    for (let i = 0; i < f.code.length; i++) body.push(f.code[i]!);
-    body.push(Op.end);
-    uleb(codeSec, body.length);
-    for (let i = 0; i < body.length; i++) codeSec.push(body[i]!);
+    const size = head.length + f.code.length + 1; // + end
+    heads.push(head);
+    bodySizes.push(size);
+    codeSize += ulebLength(size) + size;
   }
-  section(out, 10, codeSec);
-  return new Uint8Array(out);
+  const codeHead: number[] = [10];
+  uleb(codeHead, codeSize);
+  uleb(codeHead, spec.funcs.length);
+
+  const bytes = new Uint8Array(out.length + codeHead.length + codeSize - ulebLength(spec.funcs.length));
+  bytes.set(out, 0);
+  let at = out.length;
+  bytes.set(codeHead, at);
+  at += codeHead.length;
+  const sizeBytes: number[] = [];
+  for (let i = 0; i < spec.funcs.length; i++) {
+    sizeBytes.length = 0;
+    uleb(sizeBytes, bodySizes[i]!);
+    bytes.set(sizeBytes, at);
+    at += sizeBytes.length;
+    bytes.set(heads[i]!, at);
+    at += heads[i]!.length;
+    bytes.set(spec.funcs[i]!.code, at);
+    at += spec.funcs[i]!.code.length;
+    bytes[at++] = Op.end;
+  }
+  if (at !== bytes.length) throw new Error(`wasm-writer: module size ${at}, planned ${bytes.length}`);
+  return bytes;
+}
+
+function ulebLength(v: number): number {
+  let n = 1;
+  for (v >>>= 0; v >= 0x80; v >>>= 7) n++;
+  return n;
 }
