@@ -32,7 +32,7 @@ import {
 import {
   vread32, read8, read16, read32, write8, write16, write32, seg_check_fast, seg_fast_refresh,
   check_write_lin_fast, ATTR_READ_OK, ATTR_WRITE_OK, SF_READ, SF_WRITE, SF_RMW, fw_lo, fw_len,
-  fw_host, fetch_window_try, TLB_VALID_BIT, V_BLOCK_STOP, block_stop, clear_block_stop, set_in_block, code_page_gen, code_page_register, code_pages_clear,
+  fw_host, fetch_window_try, fetch_window_walk, TLB_VALID_BIT, V_BLOCK_STOP, block_stop, clear_block_stop, set_in_block, code_page_gen, code_page_register, code_pages_clear,
 } from './memory';
 import { push32, pop32, sp, sp_add, set_sp, reset_prefixes, set_prefix_seg } from './decode';
 import { string_op } from './string';
@@ -983,7 +983,7 @@ export function run_cached(budget: u64): u32 {
       let rel = eip - fw_lo();
       if (rel >= fw_len()) {
         // Another code page: open its window if the TLB has it, else leave it to step().
-        if (!fetch_window_try(eip)) break;
+        if (!fetch_window_try(eip) && !fetch_window_walk(eip)) break;
         rel = eip - fw_lo();
       }
       const phys = fw_host() + eip - RAM;

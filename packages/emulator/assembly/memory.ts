@@ -256,12 +256,17 @@ function page_fault(lin: u32, error: u32): void {
   raise(EXC_PF, true, error);
 }
 
+/** What translate() returns for a probe that would have faulted. */
+const PROBE_FAULT: u32 = 0xffffffff;
+
 /**
  * Walk the page tables for `lin` (SDM Vol. 3, 4.3), set accessed/dirty bits, fill the TLB
  * and return the physical address. `user` is the privilege of the access (CPL 3 and not an
- * implicit supervisor access such as a descriptor table read).
+ * implicit supervisor access such as a descriptor table read). A `probe` raises nothing:
+ * where the access would fault it returns PROBE_FAULT, having changed nothing but the
+ * accessed bits of the entries it read on the way (as the access itself would have).
  */
-export function translate(lin: u32, write: bool, user: bool): u32 {
+export function translate(lin: u32, write: bool, user: bool, probe: bool = false): u32 {
   const cr0 = load<u32>(CPU_STATE + REG_CR0);
   const page = lin >>> 12;
   let phys: u32;
@@ -274,14 +279,14 @@ export function translate(lin: u32, write: bool, user: bool): u32 {
     let pde = phys_read32(pdeAddr);
     const errUser: u32 = user ? 4 : 0;
     const errWrite: u32 = write ? 2 : 0;
-    if ((pde & 1) == 0) page_fault(lin, errUser | errWrite);
+    if ((pde & 1) == 0) { if (probe) return PROBE_FAULT; page_fault(lin, errUser | errWrite); }
     const wp = (cr0 & CR0_WP) != 0;
     if ((pde & 0x80) != 0 && (load<u32>(CPU_STATE + REG_CR4) & CR4_PSE) != 0) {
       // A 4 MiB page: the PDE is the leaf.
       const isUser = (pde & 4) != 0;
       const isWritable = (pde & 2) != 0;
-      if (user && !isUser) page_fault(lin, 1 | errUser | errWrite);
-      if (write && !isWritable && (user || wp)) page_fault(lin, 1 | errUser | errWrite);
+      if (user && !isUser) { if (probe) return PROBE_FAULT; page_fault(lin, 1 | errUser | errWrite); }
+      if (write && !isWritable && (user || wp)) { if (probe) return PROBE_FAULT; page_fault(lin, 1 | errUser | errWrite); }
       const newPde = pde | 0x20 | (write ? 0x40 : 0);
       if (newPde != pde) { phys_write32(pdeAddr, newPde); pde = newPde; }
       phys = a20((pde & 0xffc00000) | (lin & 0x3ff000));
@@ -291,11 +296,11 @@ export function translate(lin: u32, write: bool, user: bool): u32 {
     } else {
       const pteAddr = a20((pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2));
       let pte = phys_read32(pteAddr);
-      if ((pte & 1) == 0) page_fault(lin, errUser | errWrite);
+      if ((pte & 1) == 0) { if (probe) return PROBE_FAULT; page_fault(lin, errUser | errWrite); }
       const isUser = (pde & pte & 4) != 0;
       const isWritable = (pde & pte & 2) != 0;
-      if (user && !isUser) page_fault(lin, 1 | errUser | errWrite);
-      if (write && !isWritable && (user || wp)) page_fault(lin, 1 | errUser | errWrite);
+      if (user && !isUser) { if (probe) return PROBE_FAULT; page_fault(lin, 1 | errUser | errWrite); }
+      if (write && !isWritable && (user || wp)) { if (probe) return PROBE_FAULT; page_fault(lin, 1 | errUser | errWrite); }
       if ((pde & 0x20) == 0) phys_write32(pdeAddr, pde | 0x20);
       const newPte = pte | 0x20 | (write ? 0x40 : 0);
       if (newPte != pte) { phys_write32(pteAddr, newPte); pte = newPte; }
@@ -658,6 +663,20 @@ function fetch_window_set(ip: u32, lin: u32, p: u32, limit: u32): void {
  * inside CS.limit. For the block executor, which meets a new code page at every far-enough
  * call or return; false leaves it to step(). fw_cur is left for fetch_begin() to set.
  */
+/**
+ * fetch_window_try() after a TLB miss: walk the page tables for the code page as an
+ * instruction fetch at the CPL would (filling the TLB), then open the window. False where
+ * the fetch would fault, leave the limit, or reach MMIO: the caller leaves that to step(),
+ * which raises the fault. Run loops call this at block boundaries, where a TLB refilled
+ * by a context switch would otherwise cost an exit to the host loop and a step() per page.
+ */
+export function fetch_window_walk(ip: u32): bool {
+  if (ip > seg_limit(CS)) return false;
+  const lin = seg_base(CS) + ip;
+  if (translate(lin & 0xfffff000, false, cpl() == 3, true) == PROBE_FAULT) return false;
+  return fetch_window_try(ip);
+}
+
 export function fetch_window_try(ip: u32): bool {
   const limit = seg_limit(CS);
   if (ip > limit) return false;
