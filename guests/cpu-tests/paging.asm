@@ -4,7 +4,8 @@
 ; read-only pages from ring 0 with CR0.WP clear and set and from ring 3, ring-3
 ; access to supervisor pages, accesses and instructions that straddle into a
 ; not-present page; the accessed and dirty bits; INVLPG and CR3 reloads making
-; a changed PTE take effect; a not-present PTE made present by the #PF handler
+; a changed PTE take effect; global pages (CR4.PGE) dropped by INVLPG and by
+; clearing PGE; a not-present PTE made present by the #PF handler
 ; without invalidation; and self-modifying code through a second mapping.
 ;
 ; Only architectural TLB behaviour is tested: every PTE/PDE change that could
@@ -57,6 +58,7 @@ main:
     call t_straddle
     call t_accessed_dirty
     call t_invlpg
+    call t_global
     call t_demand
     call t_pse
     call t_smc
@@ -322,6 +324,40 @@ t_invlpg:
     ; a page made not present faults after INVLPG
     PTE_SET TEST_INV, 0
     TRY "read after unmapping", {mov eax, [TEST_INV]}
+    PTE_SET TEST_INV, FRAME_1 | PTE_P | PTE_RW | PTE_US
+    ret
+
+; ============================================================================
+; global pages (CR4.PGE, G in the PTE). A CR3 load need not drop a global
+; translation and may (not tested, see the header); INVLPG, and a write to CR4
+; that changes PGE, must (SDM 4.10.4.1). With PGE on, a CR3 load still drops
+; the translations of pages without G.
+; ============================================================================
+PTE_G   equ 0x100
+CR4_PGE equ 0x080
+
+t_global:
+    mov eax, cr4
+    or eax, CR4_PGE
+    mov cr4, eax
+    KV "pge read frame 1", [TEST_INV]
+    mov eax, TEST_INV
+    call pte_of
+    mov dword [edi], FRAME_2 | PTE_P | PTE_RW | PTE_US
+    mov eax, cr3
+    mov cr3, eax
+    KV "pge non-global after cr3 load", [TEST_INV]
+    PTE_SET TEST_INV, FRAME_1 | PTE_P | PTE_RW | PTE_US | PTE_G
+    KV "global read frame 1", [TEST_INV]
+    PTE_SET TEST_INV, FRAME_2 | PTE_P | PTE_RW | PTE_US | PTE_G
+    KV "global after invlpg", [TEST_INV]
+    mov eax, TEST_INV
+    call pte_of
+    mov dword [edi], FRAME_1 | PTE_P | PTE_RW | PTE_US | PTE_G
+    mov eax, cr4
+    and eax, ~CR4_PGE
+    mov cr4, eax
+    KV "global after pge cleared", [TEST_INV]
     PTE_SET TEST_INV, FRAME_1 | PTE_P | PTE_RW | PTE_US
     ret
 
