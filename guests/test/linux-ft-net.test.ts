@@ -154,45 +154,89 @@ function echoRequestSeq(frame: Buffer): number | undefined {
   return frame.readUInt16BE(icmp + 6);
 }
 
+/**
+ * The guest pings a peer that never answers (ICMP echo requests are its only output) on the
+ * UDP backend; `failPrimary` then takes the primary away while it does. Resolves, once the
+ * secondary's guest has pinged on for a while, with the sequence numbers the outside saw
+ * and the pair's logs; the caller asserts on them and kills the pair.
+ */
+async function pingAcrossFailover(o: { primaryEnv?: NodeJS.ProcessEnv; failPrimary: (pair: FtPair) => Promise<void> }) {
+  const observer = new ConsoleObserver();
+  const [guestPort, peerPort] = [await freeUdpPort(), await freeUdpPort()];
+  const outside = arpResponder(peerPort, guestPort, [10, 0, 2, 2], [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc]);
+  const seqs: number[] = [];
+  outside.on('message', (frame: Buffer) => { const q = echoRequestSeq(frame); if (q !== undefined) seqs.push(q); });
+  const pair = await startFtPair({
+    observerPort: await observer.ready,
+    common: ['--net', `udp:${guestPort}:127.0.0.1:${peerPort}`],
+    primaryEnv: o.primaryEnv,
+  });
+  const close = () => { pair.kill(); observer.close(); outside.close(); };
+  try {
+    await pair.primary.waitEvent('ft-protected', 60_000);
+    await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
+    observer.type('ping -i 0.2 10.0.2.2 >/dev/null 2>&1\n');
+    await o.failPrimary(pair);
+    const seenBefore = seqs.length;
+    const failover = await pair.secondary.waitEvent('ft-failover', 30_000);
+    const last = Math.max(...seqs);
+    for (const end = Date.now() + 60_000; !seqs.some((q) => q > last + 5);) {
+      if (Date.now() > end) throw new Error(`no pings from the secondary's guest: sequence numbers seen ${seqs.join(',')}\n${pair.secondary.stderr.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const seen = [...new Set(seqs)].sort((a, b) => a - b);
+    const gaps = seen.filter((q, i) => i > 0 && q !== seen[i - 1] + 1).map((q) => `${seen[seen.indexOf(q) - 1]} -> ${q}`);
+    return { pair, seqs, seen, gaps, seenBefore, failover, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
 describe.skipIf(!built)('FT on the Debian guest: network output across failover (UDP backend)', () => {
   it('the frames of an epoch the primary had not released when it died are re-released by the secondary: no ping is missing', async () => {
-    // The guest pings a peer that never answers (ICMP echo requests are its only output);
-    // the primary dies after the secondary ACKed an epoch holding one, before releasing it
-    // (the test hook). The outside world must then see every sequence number, from the
+    // The primary dies after the secondary ACKed an epoch holding a ping, before releasing
+    // it (the test hook). The outside world must then see every sequence number, from the
     // first on: duplicates are allowed, gaps are not.
-    const observer = new ConsoleObserver();
-    const [guestPort, peerPort] = [await freeUdpPort(), await freeUdpPort()];
-    const outside = arpResponder(peerPort, guestPort, [10, 0, 2, 2], [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc]);
-    const seqs: number[] = [];
-    outside.on('message', (frame: Buffer) => { const q = echoRequestSeq(frame); if (q !== undefined) seqs.push(q); });
-    const pair = await startFtPair({
-      observerPort: await observer.ready,
-      common: ['--net', `udp:${guestPort}:127.0.0.1:${peerPort}`],
+    const r = await pingAcrossFailover({
       primaryEnv: { FTX86_TEST_CRASH: 'ack:150' },
+      failPrimary: async (pair) => {
+        await pair.primary.waitExit(120_000);
+        expect(pair.primary.events('ft-test-crash')).toHaveLength(1);
+      },
     });
     try {
-      await pair.primary.waitEvent('ft-protected', 60_000);
-      await observer.waitFor('console connection', 10_000, () => observer.connections[0]);
-      observer.type('ping -i 0.2 10.0.2.2 >/dev/null 2>&1\n');
-      await pair.primary.waitExit(120_000);
-      expect(pair.primary.events('ft-test-crash')).toHaveLength(1);
-      const seenBefore = seqs.length;
-      const failover = await pair.secondary.waitEvent('ft-failover', 30_000);
-      expect(failover.rereleasedEvents as number).toBeGreaterThan(0);
-      const last = Math.max(...seqs);
-      for (const end = Date.now() + 60_000; !seqs.some((q) => q > last + 5);) {
-        if (Date.now() > end) throw new Error(`no pings from the secondary's guest: sequence numbers seen ${seqs.join(',')}\n${pair.secondary.stderr.slice(-3000)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(seenBefore, 'the guest was pinging when the primary died').toBeGreaterThanOrEqual(3);
-      const seen = [...new Set(seqs)].sort((a, b) => a - b);
-      const gaps = seen.filter((q, i) => i > 0 && q !== seen[i - 1] + 1).map((q) => `${seen[seen.indexOf(q) - 1]} -> ${q}`);
-      expect(gaps, `sequence numbers seen: ${seqs.join(',')}\n${pair.secondary.stderr.slice(-2500)}`).toEqual([]);
-      expect(seen[0]).toBe(0);
+      expect(r.failover.rereleasedEvents as number).toBeGreaterThan(0);
+      expect(r.seenBefore, 'the guest was pinging when the primary died').toBeGreaterThanOrEqual(3);
+      expect(r.gaps, `sequence numbers seen: ${r.seqs.join(',')}\n${r.pair.secondary.stderr.slice(-2500)}`).toEqual([]);
+      expect(r.seen[0]).toBe(0);
     } finally {
-      pair.kill();
-      observer.close();
-      outside.close();
+      r.close();
+    }
+  }, 180_000);
+
+  it('a failover whose network port is still held for a moment waits for it before the guest runs: no ping is missing', async () => {
+    // A hung primary (SIGSTOP) holds the guest's UDP port after the secondary declared it
+    // dead; it is killed 300 ms into the failover, as an operator or a fencing agent would.
+    // The secondary must keep the guest stopped until it has the port: a guest running with
+    // the cable out would lose the pings it sends meanwhile.
+    const r = await pingAcrossFailover({
+      failPrimary: async (pair) => {
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        pair.primary.kill('SIGSTOP');
+        await pair.secondary.waitEvent('ft-net-busy', 30_000);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        pair.primary.kill('SIGKILL');
+      },
+    });
+    try {
+      const attached = await r.pair.secondary.waitEvent('ft-net-attached', 30_000);
+      expect(attached.time as number, 'the port was taken before the guest ran').toBeLessThanOrEqual(r.failover.time as number);
+      expect(r.seenBefore, 'the guest was pinging when the primary hung').toBeGreaterThanOrEqual(3);
+      expect(r.gaps, `sequence numbers seen: ${r.seqs.join(',')}\n${r.pair.secondary.stderr.slice(-2500)}`).toEqual([]);
+      expect(r.seen[0]).toBe(0);
+    } finally {
+      r.close();
     }
   }, 180_000);
 });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { announceFrames, parseMac, snoopGuestIp } from '../src/ft/common.ts';
 import { parseFtArgs } from '../src/ft/options.ts';
+import { bufferSize } from '../src/ft/primary.ts';
 
 const BIN = fileURLToPath(new URL('../../../bin/ftx86', import.meta.url));
 const MAC = parseMac('52:54:00:12:34:56');
@@ -122,4 +123,21 @@ describe('an FT pair on the built-in guest', () => {
     expect(Number(stats[1])).toBeGreaterThan(0);
     expect(Number(stats[2])).toBe(0);
   }, 120_000);
+});
+
+describe('checkpoint buffers', () => {
+  it('are sized in steps of an eighth of a power of two, so that a slightly larger checkpoint fits the last one\'s buffer', () => {
+    const MiB = 1 << 20;
+    expect(bufferSize(1)).toBe(MiB);
+    expect(bufferSize(MiB)).toBe(MiB);
+    for (let pages = 257; pages < 40_000; pages += 37) {
+      const bytes = pages * 4096;
+      const size = bufferSize(bytes);
+      expect(size).toBeGreaterThanOrEqual(bytes);
+      expect(size).toBeLessThanOrEqual(bytes * 1.25);
+    }
+    // 4,596 and 4,632 dirty pages (two checkpoints of a memory workload): one size serves both.
+    expect(bufferSize(4596 * 4096)).toBe(20 * MiB);
+    expect(bufferSize(4632 * 4096)).toBe(20 * MiB);
+  });
 });

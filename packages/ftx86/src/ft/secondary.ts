@@ -484,12 +484,16 @@ export class FtSecondary {
   }
 
   /**
-   * Open the network backend, send `rereleased` on it, then announce the guest. Resolves after
-   * the first attempt; while the port is busy, later attempts go on in the background.
+   * Open the network backend, send `rereleased` on it, then announce the guest. A dead
+   * primary's UDP port is free a moment after its link closes (the kernel tears the process
+   * down socket by socket), so a busy port is tried again every NET_RETRY_FAST_MS for up to
+   * NET_WAIT_MS before the guest runs: a guest running with the cable out would lose the
+   * frames it sends meanwhile. Still busy after that (a partition: the primary lives and
+   * holds it), the guest runs with the cable out and later attempts go on in the background.
    */
-  private attachNet(open: () => Promise<NetBackend>, rereleased: readonly Uint8Array[]): Promise<void> {
+  private async attachNet(open: () => Promise<NetBackend>, rereleased: readonly Uint8Array[]): Promise<void> {
     const mac = parseMac(this.config!.net!.mac);
-    const tryOpen = async (attempt: number): Promise<void> => {
+    const tryOpen = async (attempt: number): Promise<boolean> => {
       try {
         const net = await open();
         net.onFrame((frame) => { this.netReceiver?.(frame); });
@@ -501,11 +505,30 @@ export class FtSecondary {
           setTimeout(() => { for (const fr of announceFrames(mac, this.guestIp)) this.netSink?.send(fr); }, delay).unref();
         }
         this.log.info({ event: 'ft-net-attached', attempt }, 'FT: took over the guest\'s network position');
+        return true;
       } catch (e) {
         if (attempt === 0) this.log.warn({ event: 'ft-net-busy' }, `FT: cannot attach the network yet (${(e as Error).message}); retrying`);
-        if (!this.done) setTimeout(() => void tryOpen(attempt + 1), 250).unref();
+        return false;
       }
     };
-    return tryOpen(0);
+    const deadline = performance.now() + NET_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      if (await tryOpen(attempt)) return;
+      if (this.done) return;
+      if (performance.now() >= deadline) {
+        this.log.warn({ event: 'ft-net-detached', attempts: attempt + 1 }, `FT: the guest's network port is still busy after ${NET_WAIT_MS} ms: running with the cable out, retrying`);
+        const background = (n: number): void => {
+          setTimeout(() => { if (!this.done) void tryOpen(n).then((ok) => { if (!ok) background(n + 1); }); }, NET_RETRY_MS).unref();
+        };
+        background(attempt + 1);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, NET_RETRY_FAST_MS));
+    }
   }
 }
+
+/** How long a failover waits for the guest's network port before the guest runs without it. */
+const NET_WAIT_MS = 1000;
+const NET_RETRY_FAST_MS = 10;
+const NET_RETRY_MS = 250;
