@@ -769,6 +769,83 @@ describe.skipIf(!hasNasm)('8- and 16-bit compares, IMUL and INC after them, comp
   });
 });
 
+describe.skipIf(!hasNasm)('conditions on flags an earlier block set', () => {
+  it('read them as the interpreter does, for every condition after CMP, CMP of bytes and TEST', () => {
+    // Each operation is followed by a JMP to the next instruction, which ends its block: the
+    // condition after it reads the lazy flags in CPU_STATE (compiled: through jit_test_cc).
+    // Operand pairs around equality and the signed and unsigned wrap points.
+    const pairs: [number, number][] = [
+      [0, 0], [1, 0], [0, 1], [5, 5], [0x7fffffff, 0x80000000], [0x80000000, 0x7fffffff],
+      [0xffffffff, 0], [0, 0xffffffff], [0x80000000, 0x80000000], [0xffffffff, 0xffffffff],
+      [0x80000000, 1], [1, 0x80000000], [0x7fffffff, 0xffffffff], [0xffffffff, 0x7fffffff],
+      [0x12345678, 0x12345677], [0x12345677, 0x12345678], [0xfffffffe, 0xffffffff], [0x40, 0xc0],
+      [0x17f, 0x280], [0x280, 0x17f], [0xff00ff00, 0x00ff00ff],
+    ];
+    const JCC = ['jo', 'jno', 'jb', 'jae', 'je', 'jne', 'jbe', 'ja', 'js', 'jns', 'jp', 'jnp', 'jl', 'jge', 'jle', 'jg'];
+    interface F { of: boolean; cf: boolean; zf: boolean; sf: boolean; pf: boolean }
+    const parity = (r: number) => { let p = true; for (let i = 0; i < 8; i++) if ((r >> i) & 1) p = !p; return p; };
+    const sub = (a: number, b: number, bits: 8 | 32): F => {
+      const m = bits === 8 ? 0xff : 0xffffffff, top = bits - 1;
+      a = (a & m) >>> 0; b = (b & m) >>> 0;
+      const r = ((a - b) & m) >>> 0;
+      return { of: (((a ^ b) & (a ^ r)) >>> top & 1) === 1, cf: a < b, zf: r === 0, sf: (r >>> top & 1) === 1, pf: parity(r) };
+    };
+    const test = (a: number, b: number): F => {
+      const r = (a & b) >>> 0;
+      return { of: false, cf: false, zf: r === 0, sf: r >>> 31 === 1, pf: parity(r) };
+    };
+    const holds = (cc: number, f: F): boolean => {
+      const base = [f.of, f.cf, f.zf, f.cf || f.zf, f.sf, f.pf, f.sf !== f.of, f.zf || f.sf !== f.of][cc >> 1]!;
+      return (cc & 1) === 1 ? !base : base;
+    };
+    const OPS: [string, (a: number, b: number) => F][] = [
+      ['cmp eax, edx', (a, b) => sub(a, b, 32)],
+      ['cmp al, dl', (a, b) => sub(a, b, 8)],
+      ['test eax, edx', test],
+    ];
+    const PASSES = 3;
+    let ebx = 0;
+    for (let pass = 0; pass < PASSES; pass++) {
+      for (const [a, b] of pairs) {
+        for (const [, flags] of OPS) {
+          let mask = 0;
+          for (let cc = 0; cc < 16; cc++) if (!holds(cc, flags(a, b))) mask |= 1 << cc;
+          ebx = (Math.imul(ebx, 31) + mask) >>> 0;
+        }
+      }
+    }
+    const conds = OPS.map(([op], o) => `
+      xor edi, edi` + JCC.map((j, cc) => `
+      ${op}
+      jmp short .c${o}_${cc}
+    .c${o}_${cc}:
+      ${j} .t${o}_${cc}
+      or edi, ${1 << cc}
+    .t${o}_${cc}:`).join('') + `
+      imul ebx, ebx, 31
+      add ebx, edi`).join('');
+    expectSameCount(String.raw`
+      mov esp, 0x1a0000
+      xor ebx, ebx
+      mov ebp, ${PASSES}
+    pass:
+      mov esi, pairs
+      mov ecx, ${pairs.length}
+    pair:
+      mov eax, [esi]
+      mov edx, [esi + 4]
+      ${conds}
+      add esi, 8
+      dec ecx
+      jnz pair
+      dec ebp
+      jnz pass
+      hlt
+    align 4
+    pairs: dd ${pairs.map(([a, b]) => `${a}, ${b}`).join(', ')}`, ebx);
+  });
+});
+
 describe.skipIf(!hasNasm)('32-bit rotates by a constant, compiled', () => {
   it('leave CF and OF as the interpreter does', () => {
     const N = 3000;
