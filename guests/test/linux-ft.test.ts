@@ -50,6 +50,11 @@ async function trial(t: Trial): Promise<{ violations: string[]; pair: FtPair; ob
     const first = Math.min(...records(observer.all).map((r) => r.n));
     if (first !== 1) violations.push(`the first record seen is ${first}`);
     return { violations, pair, observer, failoverMs: failover.ms as number, recordsBeforeCrash };
+  } catch (e) {
+    // Both processes' logs with the failure: a trial that times out says little without them
+    // (one in many full runs of the FT suites has, in this trial and the cancel one).
+    (e as Error).message += `\n--- primary (tail) ---\n${pair.primary.stderr.slice(-4000)}\n--- secondary (tail) ---\n${pair.secondary.stderr.slice(-4000)}`;
+    throw e;
   } finally {
     pair.kill();
     observer.close();
